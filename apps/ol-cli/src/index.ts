@@ -1,0 +1,1 @@
+export { buildCli, EXIT, main, reportError } from "./main.js";

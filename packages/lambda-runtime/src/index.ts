@@ -1,0 +1,7 @@
+export type {
+  InvokeRequest,
+  InvokeResponse,
+  Invoker,
+  LambdaInstance,
+  LambdaInstanceState,
+} from "./contracts.js";

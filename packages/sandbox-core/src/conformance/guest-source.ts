@@ -1,0 +1,114 @@
+/**
+ * The conformance guest: a dependency-free Node.js HTTP/1.1 server on `/host/ol.sock`.
+ * Backends run it as `node /handler/guest.mjs`; the fake backend imports it in-process.
+ * Kept as source text so that the suite can write it into any code dir, built or not.
+ *
+ * Routes: GET /ping, ANY /echo, GET /env?name=, GET /whoami, GET /counter, GET /alloc?mb=,
+ * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /read?path=.
+ */
+export const CONFORMANCE_GUEST_SOURCE = `
+import { createServer } from "node:http";
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+
+export function start(options = {}) {
+  const socketPath = options.socketPath ?? process.env.OL_GUEST_SOCKET ?? "/host/ol.sock";
+  const env = options.env ?? process.env;
+  const exit = options.exit ?? ((code) => process.exit(code));
+  const held = [];
+  let counter = 0;
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, "http://guest");
+    const q = (k) => url.searchParams.get(k);
+    const json = (status, value) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(value));
+    };
+    try {
+      switch (url.pathname) {
+        case "/ping":
+          res.end("pong");
+          return;
+        case "/echo": {
+          const chunks = [];
+          for await (const c of req) chunks.push(c);
+          json(200, { method: req.method, path: url.pathname, query: url.search, headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
+          return;
+        }
+        case "/env":
+          json(200, { value: env[q("name") ?? ""] ?? null });
+          return;
+        case "/whoami":
+          json(200, { uid: process.getuid ? process.getuid() : -1, gid: process.getgid ? process.getgid() : -1, pid: process.pid });
+          return;
+        case "/counter":
+          counter += 1;
+          json(200, { counter });
+          return;
+        case "/alloc": {
+          const mb = Number(q("mb") ?? "0");
+          for (let i = 0; i < mb; i++) {
+            const b = Buffer.alloc(1024 * 1024, i % 251);
+            held.push(b);
+          }
+          json(200, { allocatedMb: mb });
+          return;
+        }
+        case "/spawn": {
+          const n = Number(q("n") ?? "1");
+          let started = 0;
+          let failed = 0;
+          const kids = [];
+          for (let i = 0; i < n; i++) {
+            const ok = await new Promise((resolve) => {
+              let child;
+              try {
+                child = spawn("sleep", ["3"], { stdio: "ignore" });
+              } catch {
+                resolve(false);
+                return;
+              }
+              child.once("spawn", () => resolve(true));
+              child.once("error", () => resolve(false));
+              kids.push(child);
+            });
+            if (ok) started++;
+            else failed++;
+          }
+          for (const k of kids) try { k.kill("SIGKILL"); } catch {}
+          json(200, { started, failed });
+          return;
+        }
+        case "/exit":
+          res.end("bye");
+          setTimeout(() => exit(Number(q("code") ?? "3")), 5);
+          return;
+        case "/slow":
+          await new Promise((r) => setTimeout(r, Number(q("ms") ?? "100")));
+          res.end("slow");
+          return;
+        case "/read":
+          try {
+            json(200, { ok: true, text: readFileSync(q("path") ?? "", "utf8").slice(0, 200) });
+          } catch (e) {
+            json(200, { ok: false, code: e.code });
+          }
+          return;
+        default:
+          json(404, { error: "no route " + url.pathname });
+      }
+    } catch (e) {
+      json(500, { error: String(e && e.stack || e) });
+    }
+  });
+  try { rmSync(socketPath, { force: true }); } catch {}
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => resolve({ close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) }));
+  });
+}
+
+if (import.meta.url.startsWith("file:")) {
+  start().catch((e) => { console.error(e); process.exit(1); });
+}
+`;

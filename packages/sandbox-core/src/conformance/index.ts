@@ -1,0 +1,431 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InvalidSpecError, SandboxDeadError } from "../errors.js";
+import type { Sandbox, SandboxBackend, SandboxEvent, SandboxSpec } from "../types.js";
+import { CONFORMANCE_GUEST_SOURCE } from "./guest-source.js";
+
+export { CONFORMANCE_GUEST_SOURCE } from "./guest-source.js";
+
+/** Checks a backend may skip, each for a documented reason. */
+export type ConformanceCheck =
+  | "pause-freezes"
+  | "memory-limit"
+  | "procs-limit"
+  | "network-none"
+  | "unprivileged-guest"
+  | "stats-memory"
+  | "fork";
+
+export interface ConformanceOptions {
+  /** Shown in the describe block. */
+  readonly name: string;
+  /** Makes the backend under test; called once, `cleanup()` is called at the end. */
+  readonly backend: () => SandboxBackend | Promise<SandboxBackend>;
+  /** argv that runs the guest script inside the sandbox (default `node /handler/guest.mjs`). */
+  readonly command?: readonly string[];
+  /** Checks to skip, with why. Checks of capabilities the backend does not claim skip anyway. */
+  readonly skip?: Partial<Record<ConformanceCheck, string>>;
+  /** Per-test timeout; real backends need more than the fake. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Runs the sandbox contract's conformance suite against a backend, inside the caller's vitest
+ * run: `runSandboxConformance({ name: "mine", backend: () => myBackend() })` in a test file.
+ * Every check says in its name what it proves; skipped checks say why in theirs.
+ */
+export function runSandboxConformance(options: ConformanceOptions): void {
+  const timeout = options.timeoutMs ?? 20_000;
+  let backend: SandboxBackend;
+  let codeDir: string;
+  const events: SandboxEvent[] = [];
+  const command = options.command ?? ["node", "/handler/guest.mjs"];
+
+  const spec = (overrides: Partial<SandboxSpec> = {}): SandboxSpec => ({
+    codeDir,
+    runtime: "node",
+    command,
+    limits: { memoryMb: 256, cpuPercent: 100, procs: 64, timeoutMs: 10_000 },
+    ...overrides,
+  });
+
+  const get = async (
+    sandbox: Sandbox,
+    path: string,
+    init: { method?: "GET" | "POST"; body?: string } = {},
+  ) => {
+    const res = await request(`http://guest${path}`, {
+      dispatcher: sandbox.dispatcher,
+      method: init.method ?? "GET",
+      ...(init.body === undefined ? {} : { body: init.body }),
+    });
+    return { status: res.statusCode, text: await res.body.text() };
+  };
+  const getJson = async <T>(sandbox: Sandbox, path: string): Promise<T> =>
+    JSON.parse((await get(sandbox, path)).text) as T;
+
+  /**
+   * A check tied to a capability. Skipped with the reason in its title when the caller says so;
+   * skipped at run time (the backend is made in beforeAll) when the backend does not claim it.
+   */
+  const check = (
+    name: ConformanceCheck,
+    claimed: (b: SandboxBackend) => boolean,
+    title: string,
+    fn: () => Promise<void>,
+  ) => {
+    const reason = options.skip?.[name];
+    if (reason) {
+      it.skip(`${title} [skipped: ${reason}]`, fn);
+      return;
+    }
+    it(
+      title,
+      async (ctx) => {
+        if (!claimed(backend)) {
+          ctx.skip(`${backend.name} does not claim this capability`);
+          return;
+        }
+        await fn();
+      },
+      timeout,
+    );
+  };
+
+  describe(`sandbox conformance: ${options.name}`, () => {
+    beforeAll(async () => {
+      backend = await options.backend();
+      backend.on((e) => events.push(e));
+      codeDir = await mkdtemp(join(tmpdir(), "ol-conformance-code-"));
+      await writeFile(join(codeDir, "guest.mjs"), CONFORMANCE_GUEST_SOURCE);
+    }, timeout);
+
+    afterAll(async () => {
+      await backend?.cleanup();
+      if (codeDir) await rm(codeDir, { recursive: true, force: true });
+    }, timeout);
+
+    it(
+      "creates a running sandbox whose guest answers through the dispatcher",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          expect(sandbox.state).toBe("running");
+          expect(typeof sandbox.id).toBe("string");
+          expect(sandbox.spec.codeDir).toBe(codeDir);
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+      timeout,
+    );
+
+    it(
+      "carries method, path, query and body to the guest and back, with keep-alive",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          for (let i = 0; i < 3; i++) {
+            const res = await get(sandbox, `/echo?i=${i}`, { method: "POST", body: `hello ${i}` });
+            const echoed = JSON.parse(res.text) as { method: string; query: string; body: string };
+            expect(echoed).toMatchObject({ method: "POST", query: `?i=${i}`, body: `hello ${i}` });
+          }
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+      timeout,
+    );
+
+    it(
+      "passes the spec's env to the guest",
+      async () => {
+        const sandbox = await backend.create(spec({ env: { OL_CONFORMANCE: "yes-42" } }));
+        try {
+          expect(await getJson(sandbox, "/env?name=OL_CONFORMANCE")).toEqual({ value: "yes-42" });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+      timeout,
+    );
+
+    it(
+      "pauses and unpauses, keeping the guest's state; double pause/unpause are no-ops",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          expect(await getJson(sandbox, "/counter")).toEqual({ counter: 1 });
+          await sandbox.pause();
+          await sandbox.pause();
+          expect(sandbox.state).toBe("paused");
+          await sandbox.unpause();
+          await sandbox.unpause();
+          expect(sandbox.state).toBe("running");
+          expect(await getJson(sandbox, "/counter")).toEqual({ counter: 2 });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+      timeout,
+    );
+
+    check(
+      "pause-freezes",
+      (b) => b.capabilities.pause,
+      "a paused guest does not answer until unpaused",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          await sandbox.pause();
+          let answered = false;
+          const pending = get(sandbox, "/ping").then((r) => {
+            answered = true;
+            return r;
+          });
+          await sleep(500);
+          expect(answered).toBe(false);
+          await sandbox.unpause();
+          expect(await pending).toEqual({ status: 200, text: "pong" });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    it(
+      "destroy is idempotent; every call after it rejects with SandboxDeadError",
+      async () => {
+        const sandbox = await backend.create(spec());
+        await Promise.all([sandbox.destroy(), sandbox.destroy()]);
+        await sandbox.destroy();
+        expect(sandbox.state).toBe("dead");
+        expect(await sandbox.dead).toBe("requested");
+        await expect(sandbox.pause()).rejects.toBeInstanceOf(SandboxDeadError);
+        await expect(sandbox.unpause()).rejects.toBeInstanceOf(SandboxDeadError);
+        await expect(sandbox.stats()).rejects.toBeInstanceOf(SandboxDeadError);
+        await expect(sandbox.fork(spec())).rejects.toBeInstanceOf(SandboxDeadError);
+        await expect(get(sandbox, "/ping")).rejects.toBeInstanceOf(SandboxDeadError);
+        expect(await sandbox.destroyIfPaused()).toBe(false);
+      },
+      timeout,
+    );
+
+    it(
+      "destroyIfPaused destroys only a paused sandbox",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          expect(await sandbox.destroyIfPaused()).toBe(false);
+          expect(sandbox.state).toBe("running");
+          await sandbox.pause();
+          expect(await sandbox.destroyIfPaused("evicted")).toBe(true);
+          expect(sandbox.state).toBe("dead");
+          expect(sandbox.deathReason).toBe("evicted");
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+      timeout,
+    );
+
+    it(
+      "reports a guest that exits on its own as dead, and refuses further requests",
+      async () => {
+        const sandbox = await backend.create(spec());
+        await get(sandbox, "/exit?code=3");
+        const reason = await Promise.race([
+          sandbox.dead,
+          sleep(timeout / 2).then(() => "still alive"),
+        ]);
+        expect(reason).not.toBe("still alive");
+        expect(sandbox.state).toBe("dead");
+        await expect(get(sandbox, "/ping")).rejects.toBeInstanceOf(SandboxDeadError);
+      },
+      timeout,
+    );
+
+    it(
+      "emits created, paused, unpaused and destroyed events in order",
+      async () => {
+        const sandbox = await backend.create(spec());
+        await sandbox.pause();
+        await sandbox.unpause();
+        await sandbox.destroy();
+        const mine = events
+          .filter((e) => "sandboxId" in e && e.sandboxId === sandbox.id)
+          .map((e) => e.type);
+        expect(mine).toEqual(["created", "paused", "unpaused", "destroyed"]);
+      },
+      timeout,
+    );
+
+    it(
+      "creates sandboxes concurrently, each with its own guest",
+      async () => {
+        const sandboxes = await Promise.all(
+          [0, 1, 2, 3].map((i) => backend.create(spec({ env: { N: String(i) } }))),
+        );
+        try {
+          expect(new Set(sandboxes.map((s) => s.id)).size).toBe(4);
+          const values = await Promise.all(
+            sandboxes.map((s) => getJson<{ value: string }>(s, "/env?name=N")),
+          );
+          expect(values.map((v) => v.value)).toEqual(["0", "1", "2", "3"]);
+        } finally {
+          await Promise.all(sandboxes.map((s) => s.destroy()));
+        }
+      },
+      timeout,
+    );
+
+    it(
+      "refuses an invalid spec with InvalidSpecError naming the field",
+      async () => {
+        const bad = { ...spec(), limits: { ...spec().limits, memoryMb: -1 } };
+        await expect(backend.create(bad)).rejects.toBeInstanceOf(InvalidSpecError);
+        await expect(backend.create(bad)).rejects.toThrow(/limits\.memoryMb/);
+        await expect(backend.create({ ...spec(), codeDir: "relative/dir" })).rejects.toThrow(
+          /codeDir/,
+        );
+      },
+      timeout,
+    );
+
+    it(
+      "reports stats of a live sandbox",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          const stats = await sandbox.stats();
+          expect(stats.pids).toBeGreaterThanOrEqual(1);
+          expect(stats.memoryLimitBytes).toBe(256 * 1024 * 1024);
+          expect(stats.cpuUsageUs).toBeGreaterThanOrEqual(0);
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+      timeout,
+    );
+
+    check(
+      "stats-memory",
+      (b) => b.capabilities.limits.memory,
+      "stats count the guest's memory",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          const before = (await sandbox.stats()).memoryBytes;
+          await get(sandbox, "/alloc?mb=40");
+          const after = (await sandbox.stats()).memoryBytes;
+          expect(after - before).toBeGreaterThan(30 * 1024 * 1024);
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    check(
+      "memory-limit",
+      (b) => b.capabilities.limits.memory,
+      "kills a guest that allocates past its memory limit and reports it dead",
+      async () => {
+        const sandbox = await backend.create(spec({ limits: { ...spec().limits, memoryMb: 96 } }));
+        await get(sandbox, "/alloc?mb=400").catch(() => undefined);
+        const reason = await Promise.race([
+          sandbox.dead,
+          sleep(timeout / 2).then(() => "still alive"),
+        ]);
+        expect(reason).toBe("oom");
+        await expect(get(sandbox, "/ping")).rejects.toBeInstanceOf(SandboxDeadError);
+      },
+    );
+
+    check(
+      "procs-limit",
+      (b) => b.capabilities.limits.procs,
+      "stops process creation at the procs limit",
+      async () => {
+        const sandbox = await backend.create(spec({ limits: { ...spec().limits, procs: 24 } }));
+        try {
+          const result = await getJson<{ started: number; failed: number }>(sandbox, "/spawn?n=40");
+          expect(result.failed).toBeGreaterThan(0);
+          expect(result.started).toBeLessThan(24);
+          // The guest survives hitting the limit.
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    check(
+      "unprivileged-guest",
+      () => true,
+      "runs the guest with a uid other than 0",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          const who = await getJson<{ uid: number }>(sandbox, "/whoami");
+          expect(who.uid).not.toBe(0);
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    check(
+      "network-none",
+      (b) => b.capabilities.networkModes.includes("none"),
+      "accepts network none and still serves over the socket",
+      async () => {
+        const sandbox = await backend.create(spec({ network: "none" }));
+        try {
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    check(
+      "fork",
+      (b) => b.capabilities.fork,
+      "forks a child sandbox from a zygote",
+      async () => {
+        const zygote = await backend.create(spec({ role: "zygote" }));
+        try {
+          const child = await zygote.fork(spec({ env: { N: "child" } }));
+          try {
+            expect(await getJson(child, "/env?name=N")).toEqual({ value: "child" });
+          } finally {
+            await child.destroy();
+          }
+        } finally {
+          await zygote.destroy();
+        }
+      },
+    );
+
+    it(
+      "cleanup destroys every live sandbox",
+      async () => {
+        const a = await backend.create(spec());
+        const b = await backend.create(spec());
+        await backend.cleanup();
+        expect([a.state, b.state]).toEqual(["dead", "dead"]);
+        expect(
+          events.filter(
+            (e) => e.type === "destroyed" && (e.sandboxId === a.id || e.sandboxId === b.id),
+          ),
+        ).toHaveLength(2);
+      },
+      timeout,
+    );
+  });
+}
