@@ -1,5 +1,5 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
-  test: { name: "lambda-runtime:unit", include: ["src/**/*.test.ts"], passWithNoTests: true },
+  test: { name: "lambda-runtime:unit", include: ["src/**/*.test.ts"], testTimeout: 20_000 },
 });

@@ -1,7 +1,33 @@
 export type {
+  Body,
   InvokeRequest,
   InvokeResponse,
   Invoker,
+  LambdaConfig,
   LambdaInstance,
   LambdaInstanceState,
+  Metric,
+  RegistryApi,
+  WorkerIntrospection,
 } from "./contracts.js";
+export * from "./errors.js";
+export { createGuestHandler, loadHandler } from "./guest/node-guest.js";
+export { allowedMethods, DEFAULT_LAMBDA_CONFIG, parseLambdaConfig } from "./lambda-config.js";
+export { SandboxedInstance } from "./manager/instance.js";
+export { LambdaFunction } from "./manager/lambda-function.js";
+export { LambdaManager, type LambdaManagerOptions } from "./manager/lambda-manager.js";
+export { MemoryPool } from "./manager/memory-pool.js";
+export {
+  DirectoryRegistry,
+  type DirectoryRegistryOptions,
+  type LambdaCode,
+} from "./registry/directory-registry.js";
+export { assertLambdaName } from "./registry/names.js";
+export { extractTarGz, safePath } from "./registry/tar-extract.js";
+export { nodeGuestRuntimeDir } from "./runtime-paths.js";
+export {
+  applyOverrides,
+  defaultWorkerConfig,
+  parseWorkerConfig,
+  type WorkerConfig,
+} from "./worker-config.js";

@@ -1,0 +1,63 @@
+import { createHash } from "node:crypto";
+import type { WorkerConfig } from "@openlambda/lambda-runtime";
+import { type Logger, pickBackend, type SandboxBackend } from "@openlambda/sandbox-core";
+import { dockerBackend, forceCleanup as dockerForceCleanup } from "@openlambda/sandbox-docker";
+import { sockBackend, forceCleanup as sockForceCleanup } from "@openlambda/sandbox-sock";
+import type { WorkerLayout } from "./layout.js";
+
+/** The Docker label that ties containers to one worker dir, stable across restarts. */
+export function dockerWorkerId(layout: WorkerLayout): string {
+  return `ol-${createHash("sha256").update(layout.dir).digest("hex").slice(0, 12)}`;
+}
+
+/** Builds the configured backend; it checks the host and says what is missing. */
+export async function makeBackend(
+  config: WorkerConfig,
+  layout: WorkerLayout,
+  logger: Logger,
+): Promise<SandboxBackend> {
+  return pickBackend<Promise<SandboxBackend>>(config.sandbox, {
+    sock: async () =>
+      sockBackend({
+        workDir: layout.sandboxes,
+        baseDir: layout.base,
+        features: {
+          seccomp: config.features.enable_seccomp,
+          downsizePausedMemory: config.features.downsize_paused_mem,
+        },
+        cgroupPoolSize: config.features.reuse_cgroups ? 8 : 0,
+        logger,
+      }),
+    docker: async () => {
+      const backend = dockerBackend({
+        workerId: dockerWorkerId(layout),
+        workDir: layout.sandboxes,
+        logger,
+        ...(config.docker.base_image
+          ? { image: config.docker.base_image }
+          : { baseDir: layout.base }),
+      });
+      await backend.ready();
+      return backend;
+    },
+  });
+}
+
+export interface CleanupReport {
+  readonly backend: string;
+  readonly removed: Readonly<Record<string, number>>;
+}
+
+/** Removes what a worker on this dir left behind (after a crash or SIGKILL), for its backend. */
+export async function cleanupLeftovers(
+  config: WorkerConfig,
+  layout: WorkerLayout,
+  logger: Logger,
+): Promise<CleanupReport> {
+  if (config.sandbox === "docker") {
+    const result = await dockerForceCleanup({ workerId: dockerWorkerId(layout) });
+    return { backend: "docker", removed: { ...result } };
+  }
+  const report = await sockForceCleanup(layout.sandboxes, { logger });
+  return { backend: "sock", removed: { ...report } };
+}

@@ -1,0 +1,79 @@
+import { defineOlError } from "@openlambda/sandbox-core";
+
+export class LambdaNotFoundError extends defineOlError(
+  "OL_LAMBDA_NOT_FOUND",
+  404,
+  "No lambda of that name is in the registry.",
+) {}
+
+export class InvalidLambdaNameError extends defineOlError(
+  "OL_INVALID_LAMBDA_NAME",
+  400,
+  "A lambda name must match ^[A-Za-z0-9._-]+$ and must not be . or ..",
+) {}
+
+export class MethodNotAllowedError extends defineOlError(
+  "OL_METHOD_NOT_ALLOWED",
+  405,
+  "The lambda's ol.yaml does not allow this HTTP method; the body is OpenLambda's text.",
+) {}
+
+export class QueueFullError extends defineOlError(
+  "OL_QUEUE_FULL",
+  429,
+  "The lambda's queue is full; retry later or raise its queue size.",
+) {}
+
+export class LambdaTimeoutError extends defineOlError(
+  "OL_LAMBDA_TIMEOUT",
+  502,
+  "The invocation ran past the lambda's runtime limit; its sandbox was replaced.",
+) {}
+
+export class LambdaCrashedError extends defineOlError(
+  "OL_LAMBDA_CRASHED",
+  502,
+  "The lambda's sandbox died during the invocation (crash, kill, out of memory); the next call gets a fresh one.",
+) {}
+
+export class LambdaLoadError extends defineOlError(
+  "OL_LAMBDA_LOAD_FAILED",
+  500,
+  "The lambda's code could not be loaded: no entry file, a syntax error, or an import that failed.",
+) {}
+
+export class BadArchiveError extends defineOlError(
+  "OL_BAD_ARCHIVE",
+  400,
+  "An uploaded archive was refused: not a gzip tar, a path escaping the root, a link or device, or no entry file. Nothing was changed.",
+) {}
+
+export class ArchiveTooLargeError extends defineOlError(
+  "OL_ARCHIVE_TOO_LARGE",
+  413,
+  "An uploaded archive is larger than the registry allows (compressed or extracted). Nothing was changed.",
+) {}
+
+export class InvalidLambdaConfigError extends defineOlError(
+  "OL_INVALID_LAMBDA_CONFIG",
+  400,
+  "A lambda's ol.yaml is invalid; the message names the key.",
+) {}
+
+export class InvalidWorkerConfigError extends defineOlError(
+  "OL_INVALID_CONFIG",
+  400,
+  "The worker's config.json (or an -o override) has an unknown key or a bad value; the message names the key.",
+) {}
+
+export class MemoryPoolExhaustedError extends defineOlError(
+  "OL_MEMORY_POOL_EXHAUSTED",
+  503,
+  "A sandbox needs more memory than the whole pool (mem_pool_mb) holds, or waited too long for memory.",
+) {}
+
+export class WorkerShuttingDownError extends defineOlError(
+  "OL_SHUTTING_DOWN",
+  503,
+  "The worker is stopping and takes no new invocations.",
+) {}

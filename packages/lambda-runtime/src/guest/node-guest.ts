@@ -1,0 +1,210 @@
+/**
+ * The Node.js guest runtime. It runs inside a sandbox as `node /packages/ol-runtime/node-guest.js`,
+ * loads the lambda from /handler and serves HTTP/1.1 on /host/ol.sock. It is bundled into one
+ * file with no imports but Node's own, because the sandbox sees nothing else.
+ *
+ * Two lambda styles:
+ * - `f(event, context)`: the JSON body in (empty body is `{}`), a JSON-serialisable value out;
+ * - `export default { fetch(request) }`: a Web Request in, a Web Response out.
+ */
+import { existsSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pathToFileURL } from "node:url";
+
+type FHandler = (event: unknown, context: LambdaContext) => unknown;
+type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+interface LambdaContext {
+  readonly lambda: string;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+type Loaded =
+  | { readonly kind: "f"; readonly f: FHandler }
+  | { readonly kind: "fetch"; readonly fetch: FetchHandler }
+  | { readonly kind: "error"; readonly message: string };
+
+const ENTRY_FILES = ["f.mjs", "f.js", "f.cjs"];
+
+/** `cacheKey` makes a second load of the same path a fresh module (in-process tests only). */
+export async function loadHandler(dir: string, cacheKey?: string): Promise<Loaded> {
+  const entry = ENTRY_FILES.map((name) => join(dir, name)).find((path) => existsSync(path));
+  if (!entry) {
+    return {
+      kind: "error",
+      message: `no entry file in the lambda: expected one of ${ENTRY_FILES.join(", ")}`,
+    };
+  }
+  let mod: Record<string, unknown>;
+  try {
+    const url = pathToFileURL(entry).href + (cacheKey ? `?v=${encodeURIComponent(cacheKey)}` : "");
+    mod = (await import(url)) as Record<string, unknown>;
+  } catch (error) {
+    return {
+      kind: "error",
+      message: `loading ${entry.slice(dir.length + 1)} failed: ${describe(error)}`,
+    };
+  }
+  const candidates = [mod, mod.default as Record<string, unknown> | undefined];
+  for (const m of candidates) {
+    if (m && typeof m.f === "function") return { kind: "f", f: m.f as FHandler };
+  }
+  for (const m of candidates) {
+    if (m && typeof m.fetch === "function") {
+      const owner = m;
+      return { kind: "fetch", fetch: (req) => (owner.fetch as FetchHandler).call(owner, req) };
+    }
+  }
+  return {
+    kind: "error",
+    message: `${entry.slice(dir.length + 1)} exports neither a function f(event, context) nor a default { fetch(request) }`,
+  };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  sendJson(res, status, { error: { code, message } });
+}
+
+export function createGuestHandler(loaded: Loaded, lambdaName: string) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    try {
+      if (loaded.kind === "error") {
+        sendError(res, 500, "OL_LAMBDA_LOAD_FAILED", loaded.message);
+        return;
+      }
+      if (loaded.kind === "f") await runF(loaded.f, lambdaName, req, res);
+      else await runFetch(loaded.fetch, req, res);
+    } catch (error) {
+      if (!res.headersSent) sendError(res, 500, "OL_LAMBDA_ERROR", describe(error));
+      else res.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+}
+
+async function runF(f: FHandler, lambda: string, req: IncomingMessage, res: ServerResponse) {
+  const raw = (await readBody(req)).toString("utf8");
+  let event: unknown = {};
+  if (raw.trim() !== "") {
+    try {
+      event = JSON.parse(raw);
+    } catch (error) {
+      sendError(
+        res,
+        400,
+        "OL_INVALID_JSON",
+        `the request body is not valid JSON: ${(error as Error).message}`,
+      );
+      return;
+    }
+  }
+  const context: LambdaContext = {
+    lambda,
+    method: req.method ?? "GET",
+    path: req.url ?? "/",
+    headers: req.headers,
+  };
+  let result: unknown;
+  try {
+    result = await f(event, context);
+  } catch (error) {
+    sendError(res, 500, "OL_LAMBDA_ERROR", describe(error));
+    return;
+  }
+  const body = JSON.stringify(result === undefined ? null : result);
+  res.writeHead(200, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+async function runFetch(fetchHandler: FetchHandler, req: IncomingMessage, res: ServerResponse) {
+  const method = req.method ?? "GET";
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  const hasBody = method !== "GET" && method !== "HEAD";
+  const abort = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  const request = new Request(
+    new URL(req.url ?? "/", `http://${headers.get("host") ?? "localhost"}`),
+    {
+      method,
+      headers,
+      signal: abort.signal,
+      ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream, duplex: "half" } : {}),
+    },
+  );
+  let response: Response;
+  try {
+    response = await fetchHandler(request);
+  } catch (error) {
+    sendError(res, 500, "OL_LAMBDA_ERROR", describe(error));
+    return;
+  }
+  if (!(response instanceof Response)) {
+    sendError(res, 500, "OL_LAMBDA_ERROR", "fetch() must return a Response");
+    return;
+  }
+  const outHeaders: Record<string, string | string[]> = {};
+  response.headers.forEach((value, name) => {
+    if (name === "set-cookie") return;
+    outHeaders[name] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) outHeaders["set-cookie"] = cookies;
+  res.writeHead(response.status, response.statusText, outHeaders);
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (!res.write(value)) await new Promise((resolve) => res.once("drain", resolve));
+  }
+  res.end();
+}
+
+export async function main(): Promise<void> {
+  const socketPath = process.env.OL_GUEST_SOCKET ?? "/host/ol.sock";
+  const handlerDir = process.env.OL_HANDLER_DIR ?? "/handler";
+  const lambdaName = process.env.OL_LAMBDA_NAME ?? "lambda";
+  const loaded = await loadHandler(handlerDir);
+  if (loaded.kind === "error") console.error(`ol-node-guest: ${loaded.message}`);
+  const server = createServer(
+    { keepAliveTimeout: 120_000 },
+    createGuestHandler(loaded, lambdaName),
+  );
+  server.listen(socketPath);
+  process.on("SIGTERM", () => server.close(() => process.exit(0)));
+}

@@ -1,0 +1,311 @@
+import { randomUUID } from "node:crypto";
+import { Readable } from "node:stream";
+import type { Logger, Sandbox, SandboxBackend, SandboxSpec } from "@openlambda/sandbox-core";
+import type { Dispatcher } from "undici";
+import type {
+  Body,
+  InvokeRequest,
+  InvokeResponse,
+  LambdaInstance,
+  LambdaInstanceState,
+} from "../contracts.js";
+import { LambdaCrashedError, LambdaTimeoutError } from "../errors.js";
+import type { MemoryPool } from "./memory-pool.js";
+import type { Timers } from "./timers.js";
+
+export interface InstanceOptions {
+  readonly lambda: string;
+  readonly version: string;
+  readonly backend: SandboxBackend;
+  readonly spec: SandboxSpec;
+  readonly pool: MemoryPool;
+  readonly timers: Timers;
+  readonly logger: Logger;
+  readonly reuseSandbox: boolean;
+  readonly pauseIdleMs: number;
+  /** Called whenever the instance can take work again (or has stopped). */
+  readonly onAvailable: () => void;
+}
+
+// Hop-by-hop headers and those undici manages itself never go to the guest.
+const DROP_HEADERS = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  "expect",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "host",
+]);
+
+/**
+ * A virtual sandbox for one lambda version: 0 or 1 real sandboxes behind it. It creates one on
+ * demand (after reserving its memory), unpauses it for work, pauses it when idle, and drops it
+ * after a crash or a timeout so that the next call gets a fresh one. One request at a time.
+ */
+export class SandboxedInstance implements LambdaInstance {
+  readonly id = `i-${randomUUID().slice(0, 8)}`;
+  readonly lambda: string;
+  readonly version: string;
+  #sandbox: Sandbox | undefined;
+  #starting = false;
+  #busy = false;
+  #stopped = false;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #lastUsed = Date.now();
+  #invocations = 0;
+  #drained: (() => void) | undefined;
+  readonly #opts: InstanceOptions;
+
+  constructor(options: InstanceOptions) {
+    this.#opts = options;
+    this.lambda = options.lambda;
+    this.version = options.version;
+  }
+
+  get sandbox(): Sandbox | undefined {
+    return this.#sandbox?.state === "dead" ? undefined : this.#sandbox;
+  }
+
+  get state(): LambdaInstanceState {
+    if (this.#stopped && !this.#busy) return "stopped";
+    if (this.#starting) return "starting";
+    const s = this.sandbox;
+    if (!s) return "empty";
+    return s.state === "paused" ? "paused" : "running";
+  }
+
+  /** Free for the next request. */
+  get available(): boolean {
+    return !this.#busy && !this.#stopped;
+  }
+
+  get busy(): boolean {
+    return this.#busy;
+  }
+
+  get lastUsed(): number {
+    return this.#lastUsed;
+  }
+
+  get invocations(): number {
+    return this.#invocations;
+  }
+
+  async invoke(request: InvokeRequest): Promise<InvokeResponse> {
+    if (!this.available) throw new Error(`instance ${this.id} is busy or stopped`);
+    this.#busy = true;
+    this.#invocations++;
+    clearTimeout(this.#idleTimer);
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      this.#done();
+    };
+    try {
+      const sandbox = await this.#ready();
+      const response = await this.#send(sandbox, request, finish);
+      return response;
+    } catch (error) {
+      finish();
+      throw error;
+    }
+  }
+
+  /** Destroys the sandbox when it is paused; resolves whether it did. */
+  evictIfPaused(): Promise<boolean> {
+    const s = this.sandbox;
+    return s ? s.destroyIfPaused("evicted") : Promise.resolve(false);
+  }
+
+  /** Destroys the sandbox when no request uses it; resolves whether it did. */
+  async evictIfIdle(): Promise<boolean> {
+    const s = this.sandbox;
+    if (!s || this.#busy || this.#starting) return false;
+    await s.destroy("evicted");
+    return true;
+  }
+
+  /** Memory this instance holds in the pool, MiB. */
+  get reservedMb(): number {
+    return this.sandbox ? this.#opts.spec.limits.memoryMb : 0;
+  }
+
+  async drain(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#idleTimer);
+    if (this.#busy) {
+      // The call in flight gets its full time limit to finish, no more.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.#opts.spec.limits.timeoutMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    await this.#sandbox?.destroy("drained");
+    this.#opts.onAvailable();
+  }
+
+  async #ready(): Promise<Sandbox> {
+    const current = this.sandbox;
+    if (current) {
+      if (current.state === "paused")
+        await this.#opts.timers.time("unpause", () => current.unpause());
+      return current;
+    }
+    this.#starting = true;
+    try {
+      const release = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
+      let sandbox: Sandbox;
+      try {
+        sandbox = await this.#opts.timers.time("sandbox-create", () =>
+          this.#opts.backend.create(this.#opts.spec),
+        );
+      } catch (error) {
+        release();
+        throw error;
+      }
+      void sandbox.dead.then((reason) => {
+        release();
+        this.#opts.logger.debug(
+          { sandbox: sandbox.id, lambda: this.lambda, reason },
+          "sandbox gone",
+        );
+        if (this.#sandbox === sandbox) this.#sandbox = undefined;
+        this.#opts.onAvailable();
+      });
+      this.#sandbox = sandbox;
+      return sandbox;
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  async #send(
+    sandbox: Sandbox,
+    request: InvokeRequest,
+    finish: () => void,
+  ): Promise<InvokeResponse> {
+    const timeoutMs = this.#opts.spec.limits.timeoutMs;
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+      void sandbox.destroy("timeout");
+    }, timeoutMs);
+    const onClientGone = () => abort.abort();
+    request.signal?.addEventListener("abort", onClientGone, { once: true });
+    const cleanup = () => {
+      clearTimeout(timer);
+      request.signal?.removeEventListener("abort", onClientGone);
+      finish();
+    };
+    const fail = (error: unknown): Error => {
+      cleanup();
+      if (timedOut) {
+        return new LambdaTimeoutError(
+          `lambda ${this.lambda} ran past its ${timeoutMs / 1000} s limit; its sandbox was replaced`,
+          { cause: error },
+        );
+      }
+      if (request.signal?.aborted) return error instanceof Error ? error : new Error(String(error));
+      const reason = sandbox.deathReason;
+      if (sandbox.state !== "dead") void sandbox.destroy("crashed");
+      const why =
+        reason === "oom" ? "was killed for going past its memory limit" : "died during the call";
+      return new LambdaCrashedError(
+        `lambda ${this.lambda}: its sandbox ${why}; the next call gets a fresh one`,
+        {
+          cause: error,
+        },
+      );
+    };
+
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await sandbox.dispatcher.request({
+        path: request.path,
+        method: request.method as Dispatcher.HttpMethod,
+        headers: guestHeaders(request.headers),
+        body: toUndiciBody(request.body),
+        signal: abort.signal,
+      } satisfies Dispatcher.RequestOptions);
+    } catch (error) {
+      throw fail(error);
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(res.headers)) {
+      if (v !== undefined && k !== "connection" && k !== "keep-alive" && k !== "transfer-encoding")
+        headers[k] = v;
+    }
+    const body = res.body;
+    async function* stream(): AsyncGenerator<Uint8Array> {
+      try {
+        for await (const chunk of body) yield chunk as Uint8Array;
+      } catch (error) {
+        throw fail(error);
+      } finally {
+        cleanup();
+      }
+    }
+    return { status: res.statusCode, headers, body: stream() };
+  }
+
+  #done(): void {
+    this.#busy = false;
+    this.#lastUsed = Date.now();
+    if (this.#drained) {
+      this.#drained();
+      return;
+    }
+    const sandbox = this.sandbox;
+    if (sandbox && !this.#opts.reuseSandbox) {
+      void sandbox.destroy("no-reuse");
+    } else if (sandbox) {
+      this.#idleTimer = setTimeout(() => {
+        if (!this.#busy && sandbox.state === "running") {
+          sandbox.pause().catch((error: unknown) => {
+            this.#opts.logger.warn(
+              { sandbox: sandbox.id, err: error },
+              "pause failed; sandbox destroyed",
+            );
+          });
+        }
+      }, this.#opts.pauseIdleMs);
+      this.#idleTimer.unref();
+    }
+    this.#opts.onAvailable();
+  }
+
+  describe(): Record<string, unknown> {
+    const s = this.sandbox;
+    return {
+      id: this.id,
+      version: this.version,
+      state: this.state,
+      invocations: this.#invocations,
+      lastUsed: new Date(this.#lastUsed).toISOString(),
+      sandbox: s ? { id: s.id, state: s.state } : null,
+    };
+  }
+}
+
+function guestHeaders(headers: InvokeRequest["headers"]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v !== undefined && !DROP_HEADERS.has(k)) out[k] = v;
+  }
+  return out;
+}
+
+function toUndiciBody(body: Body): string | Uint8Array | Readable | null {
+  if (body === null) return null;
+  if (typeof body === "string" || body instanceof Uint8Array) return body;
+  return Readable.from(body, { objectMode: false });
+}

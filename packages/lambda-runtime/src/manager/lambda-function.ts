@@ -1,0 +1,203 @@
+import type { Logger, SandboxBackend, SandboxSpec } from "@openlambda/sandbox-core";
+import type { InvokeRequest, InvokeResponse } from "../contracts.js";
+import { MethodNotAllowedError, QueueFullError, WorkerShuttingDownError } from "../errors.js";
+import { allowedMethods } from "../lambda-config.js";
+import type { LambdaCode } from "../registry/directory-registry.js";
+import { SandboxedInstance } from "./instance.js";
+import type { MemoryPool } from "./memory-pool.js";
+import type { Timers } from "./timers.js";
+
+export interface FunctionOptions {
+  readonly backend: SandboxBackend;
+  readonly pool: MemoryPool;
+  readonly timers: Timers;
+  readonly logger: Logger;
+  readonly queueSize: number;
+  readonly maxInstances: number;
+  readonly pauseIdleMs: number;
+  /** How long the autoscaler lets queued work wait before it wants another instance, ms. */
+  readonly targetWaitMs: number;
+  readonly specFor: (code: LambdaCode) => SandboxSpec;
+  /** Told when an instance of this function goes idle (the evictor may now take it). */
+  readonly onInstanceIdle: () => void;
+}
+
+interface Pending {
+  readonly request: InvokeRequest;
+  readonly resolve: (response: InvokeResponse) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * One lambda: its current code version, a bounded queue, and the instances that serve it.
+ * The autoscaler wants `outstanding × average run time / target wait` instances, bounded by
+ * `maxInstances`, and adds them one at a time (never two starting at once) so it changes
+ * gradually. A code update drains the old version's instances while new ones serve.
+ */
+export class LambdaFunction {
+  readonly name: string;
+  #code: LambdaCode;
+  #instances: SandboxedInstance[] = [];
+  readonly #draining = new Set<SandboxedInstance>();
+  readonly #queue: Pending[] = [];
+  readonly #opts: FunctionOptions;
+  #avgRunMs = 0;
+  #stopped = false;
+  readonly #statusCounts = new Map<number, number>();
+
+  constructor(code: LambdaCode, options: FunctionOptions) {
+    this.name = code.name;
+    this.#code = code;
+    this.#opts = options;
+  }
+
+  get code(): LambdaCode {
+    return this.#code;
+  }
+
+  get instances(): readonly SandboxedInstance[] {
+    return this.#instances;
+  }
+
+  get queueLength(): number {
+    return this.#queue.length;
+  }
+
+  get statusCounts(): ReadonlyMap<number, number> {
+    return this.#statusCounts;
+  }
+
+  /** Switches to a new code version: new work goes to new instances, old ones drain. */
+  updateCode(code: LambdaCode): void {
+    if (code.version === this.#code.version) return;
+    this.#code = code;
+    const old = this.#instances;
+    this.#instances = [];
+    for (const instance of old) {
+      this.#draining.add(instance);
+      void instance.drain().finally(() => this.#draining.delete(instance));
+    }
+    this.#pump();
+  }
+
+  invoke(request: InvokeRequest): Promise<InvokeResponse> {
+    if (this.#stopped) return Promise.reject(new WorkerShuttingDownError("the worker is stopping"));
+    const allowed = allowedMethods(this.#code.config);
+    if (allowed && !allowed.includes(request.method.toUpperCase())) {
+      return Promise.reject(
+        new MethodNotAllowedError(
+          `HTTP method not allowed. Sent: ${request.method}, Allowed: [${allowed.join(" ")}]`,
+        ),
+      );
+    }
+    if (this.#queue.length >= this.#opts.queueSize) {
+      return Promise.reject(
+        new QueueFullError(
+          `lambda ${this.name}: queue full (${this.#opts.queueSize} waiting); retry later`,
+        ),
+      );
+    }
+    return new Promise<InvokeResponse>((resolve, reject) => {
+      const pending: Pending = { request, resolve, reject };
+      this.#queue.push(pending);
+      request.signal?.addEventListener(
+        "abort",
+        () => {
+          const i = this.#queue.indexOf(pending);
+          if (i >= 0) {
+            this.#queue.splice(i, 1);
+            reject(request.signal?.reason ?? new Error("client went away"));
+          }
+        },
+        { once: true },
+      );
+      this.#pump();
+    });
+  }
+
+  /** Assigns queued work to free instances and scales out when the queue needs it. */
+  #pump(): void {
+    for (;;) {
+      if (this.#queue.length === 0) return;
+      let instance = this.#instances.find((i) => i.available);
+      if (!instance && this.#wantsAnother()) instance = this.#addInstance();
+      if (!instance) return;
+      const pending = this.#queue.shift() as Pending;
+      this.#run(instance, pending);
+    }
+  }
+
+  #wantsAnother(): boolean {
+    if (this.#instances.length >= this.#opts.maxInstances) return false;
+    if (this.#instances.length === 0) return true;
+    if (this.#instances.some((i) => i.state === "starting")) return false;
+    const outstanding = this.#queue.length + this.#instances.filter((i) => i.busy).length;
+    const desired = Math.ceil(
+      (outstanding * Math.max(this.#avgRunMs, 1)) / this.#opts.targetWaitMs,
+    );
+    return desired > this.#instances.length;
+  }
+
+  #addInstance(): SandboxedInstance {
+    const instance = new SandboxedInstance({
+      lambda: this.name,
+      version: this.#code.version,
+      backend: this.#opts.backend,
+      spec: this.#opts.specFor(this.#code),
+      pool: this.#opts.pool,
+      timers: this.#opts.timers,
+      logger: this.#opts.logger,
+      reuseSandbox: this.#code.config.reuseSandbox,
+      pauseIdleMs: this.#opts.pauseIdleMs,
+      onAvailable: () => {
+        this.#pump();
+        this.#opts.onInstanceIdle();
+      },
+    });
+    this.#instances.push(instance);
+    return instance;
+  }
+
+  #run(instance: SandboxedInstance, pending: Pending): void {
+    const start = performance.now();
+    instance.invoke(pending.request).then(
+      (response) => {
+        const ms = performance.now() - start;
+        // An exponential average: recent calls matter most, one outlier does not swing it.
+        this.#avgRunMs = this.#avgRunMs === 0 ? ms : this.#avgRunMs * 0.8 + ms * 0.2;
+        this.#opts.timers.record("invoke", ms);
+        this.#statusCounts.set(response.status, (this.#statusCounts.get(response.status) ?? 0) + 1);
+        pending.resolve(response);
+      },
+      (error: unknown) => {
+        const status = (error as { status?: number }).status ?? 500;
+        this.#statusCounts.set(status, (this.#statusCounts.get(status) ?? 0) + 1);
+        pending.reject(error);
+      },
+    );
+  }
+
+  /** Instances whose sandbox may be evicted, least recently used first. */
+  evictionCandidates(): SandboxedInstance[] {
+    return [...this.#instances, ...this.#draining].filter((i) => i.sandbox !== undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const pending of this.#queue.splice(0)) {
+      pending.reject(new WorkerShuttingDownError("the worker is stopping"));
+    }
+    await Promise.all([...this.#instances, ...this.#draining].map((i) => i.drain()));
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      name: this.name,
+      version: this.#code.version,
+      queue: this.#queue.length,
+      avgRunMs: Math.round(this.#avgRunMs * 1000) / 1000,
+      instances: this.#instances.map((i) => i.describe()),
+      draining: [...this.#draining].map((i) => i.describe()),
+    };
+  }
+}

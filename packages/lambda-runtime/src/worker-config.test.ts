@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { InvalidWorkerConfigError } from "./errors.js";
+import { applyOverrides, defaultWorkerConfig, parseWorkerConfig } from "./worker-config.js";
+
+describe("worker config", () => {
+  it("fills OpenLambda's defaults", () => {
+    const config = parseWorkerConfig({}, "/srv/ol");
+    expect(config).toMatchObject({
+      worker_dir: "/srv/ol",
+      worker_url: "localhost",
+      worker_port: 5000,
+      sandbox: "sock",
+      registry: "/srv/ol/registry",
+      registry_cache_ms: 5000,
+      limits: { procs: 10, mem_mb: 50, cpu_percent: 100, runtime_sec: 30 },
+    });
+  });
+
+  it("merges nested keys and resolves a relative registry against the worker dir", () => {
+    const config = parseWorkerConfig({ registry: "lambdas", limits: { mem_mb: 64 } }, "/srv/ol");
+    expect(config.registry).toBe("/srv/ol/lambdas");
+    expect(config.limits).toMatchObject({ mem_mb: 64, procs: 10 });
+  });
+
+  it.each([
+    [{ colour: "red" }, /unknown key colour/],
+    [{ limits: { disk_mb: 5 } }, /unknown key limits.disk_mb/],
+    [{ worker_port: 70000 }, /worker_port must be a port number/],
+    [{ sandbox: "vm" }, /sandbox must be one of sock, docker/],
+    [{ features: { enable_seccomp: "yes" } }, /features.enable_seccomp must be true or false/],
+    [[], /must hold a JSON object/],
+  ])("refuses %j naming the key", (raw, message) => {
+    expect(() => parseWorkerConfig(raw, "/srv/ol")).toThrow(InvalidWorkerConfigError);
+    expect(() => parseWorkerConfig(raw, "/srv/ol")).toThrow(message);
+  });
+
+  it("applies -o overrides with typed values and names a bad key", () => {
+    const base = defaultWorkerConfig("/srv/ol");
+    const config = applyOverrides(base, [
+      "worker_port=5050",
+      "limits.mem_mb=64",
+      "features.reuse_cgroups=false",
+      "sandbox=docker",
+    ]);
+    expect(config.worker_port).toBe(5050);
+    expect(config.limits.mem_mb).toBe(64);
+    expect(config.features.reuse_cgroups).toBe(false);
+    expect(config.sandbox).toBe("docker");
+    expect(base.worker_port).toBe(5000);
+    expect(() => applyOverrides(base, ["nope=1"])).toThrow(/unknown key nope/);
+    expect(() => applyOverrides(base, ["worker_port"])).toThrow(/key=value/);
+    expect(() => applyOverrides(base, ["worker_port=abc"])).toThrow(/worker_port must be a port/);
+  });
+});
