@@ -1,0 +1,39 @@
+// Compiles native/ol-sock-helper.c into dist/ so the published package ships a ready binary.
+// Static against glibc when the host has libc.a (it then runs on any linux-x64), else dynamic.
+// Off Linux, or without a C compiler, it warns and skips: the TypeScript part still builds, and
+// the backend reports the missing helper with OL_SOCK_HELPER_MISSING at start.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
+const source = join(pkg, "native", "ol-sock-helper.c");
+const output = join(pkg, "dist", "ol-sock-helper");
+
+if (process.platform !== "linux") {
+  console.warn(`build-helper: skipped, ${process.platform} is not Linux`);
+  process.exit(0);
+}
+const cc = process.env.CC ?? "cc";
+try {
+  execFileSync(cc, ["--version"], { stdio: "ignore" });
+} catch {
+  console.warn(`build-helper: skipped, no C compiler (${cc}) on PATH`);
+  process.exit(0);
+}
+mkdirSync(dirname(output), { recursive: true });
+// Built beside and renamed into place: a sandbox being created never sees half a binary.
+const staging = `${output}.${process.pid}.tmp`;
+const flags = ["-O2", "-s", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-o", staging, source];
+try {
+  try {
+    execFileSync(cc, ["-static", ...flags], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch {
+    execFileSync(cc, flags, { stdio: "inherit" });
+  }
+  renameSync(staging, output);
+} finally {
+  rmSync(staging, { force: true });
+}
+console.log(`build-helper: built ${output}`);

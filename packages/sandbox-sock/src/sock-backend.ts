@@ -1,0 +1,306 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmod, chown, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import {
+  GUEST_SOCKET_NAME,
+  guestClient,
+  type Logger,
+  type Sandbox,
+  type SandboxBackend,
+  type SandboxCapabilities,
+  SandboxCreateError,
+  SandboxEventHub,
+  SandboxGuestStartError,
+  type SandboxSpec,
+  silentLogger,
+  validateSpec,
+} from "@openlambda/sandbox-core";
+import { type CgroupDriver, cgroupDriver, type SandboxCgroup } from "./cgroup/driver.js";
+import { CgroupPool } from "./cgroup/pool.js";
+import { cleanupLeftovers, STATE_FILE } from "./force-cleanup.js";
+import { locateHelper } from "./helper-binary.js";
+import { checkHost } from "./host-checks.js";
+import { readTail } from "./log-tail.js";
+import { SockSandbox } from "./sock-sandbox.js";
+import { waitForSocket } from "./wait-socket.js";
+import { sandboxesDir, workerTag } from "./worker-tag.js";
+
+export interface SockFeatures {
+  /** Install the seccomp filter in every sandbox (default true). */
+  readonly seccomp?: boolean;
+  /** Shrink a paused sandbox's memory limit to what it uses (default true). */
+  readonly downsizePausedMemory?: boolean;
+}
+
+export interface SockBackendOptions {
+  /** Where per-sandbox state (scratch, /tmp, logs) and the backend's state file live. */
+  readonly workDir: string;
+  /** The read-only root filesystem every sandbox sees (see `buildBaseRootfs`). */
+  readonly baseDir: string;
+  /** Pre-made cgroups kept ready (default 8; 0 makes one per create). */
+  readonly cgroupPoolSize?: number;
+  /** Guest uid and gid (default 65534, nobody); never 0. */
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly features?: SockFeatures;
+  /** Parent of the worker's cgroups, relative to each hierarchy's root (default: the root). */
+  readonly cgroupParent?: string;
+  /** How long a guest may take to listen on /host/ol.sock (default 10 s). */
+  readonly startTimeoutMs?: number;
+  /** Bytes of guest output kept in a sandbox's log (default 1 MiB). */
+  readonly logMaxBytes?: number;
+  /** Override the helper binary (tests, custom builds). */
+  readonly helperPath?: string;
+  readonly logger?: Logger;
+}
+
+export const SOCK_CAPABILITIES: SandboxCapabilities = {
+  fork: false,
+  pause: true,
+  downsizePausedMemory: true,
+  limits: { memory: true, cpu: true, procs: true },
+  networkModes: ["host", "none"],
+};
+
+const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+
+/**
+ * The SOCK backend: each sandbox is a pid/ipc/uts/mount (and for `network: none`, net)
+ * namespace rooted in a read-only base, in its own cgroup, running as an unprivileged uid with
+ * no capabilities under seccomp. Checks the host when called and throws
+ * `BackendUnavailableError` (or `SockHelperMissingError`) saying what is missing.
+ */
+export function sockBackend(options: SockBackendOptions): SandboxBackend {
+  const baseDir = resolve(options.baseDir);
+  const workDir = resolve(options.workDir);
+  const helper = locateHelper(options.helperPath);
+  const layout = checkHost(baseDir);
+  const log = (options.logger ?? silentLogger).child({ backend: "sock" });
+  const uid = options.uid ?? 65534;
+  const gid = options.gid ?? 65534;
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0 || gid <= 0) {
+    throw new SandboxCreateError(
+      `sock backend: uid and gid must be positive integers (got ${uid}:${gid})`,
+    );
+  }
+  const features = {
+    seccomp: options.features?.seccomp ?? true,
+    downsizePausedMemory: options.features?.downsizePausedMemory ?? true,
+  };
+  const capabilities: SandboxCapabilities = {
+    ...SOCK_CAPABILITIES,
+    downsizePausedMemory: features.downsizePausedMemory,
+  };
+  const tag = workerTag(workDir);
+  const cgroupParent = join(options.cgroupParent ?? "", tag);
+  const driver: CgroupDriver = cgroupDriver(layout, cgroupParent);
+  const pool = new CgroupPool(
+    driver,
+    options.cgroupPoolSize ?? 8,
+    `sb-${process.pid.toString(36)}-`,
+    log,
+  );
+  const hub = new SandboxEventHub("sock");
+  const live = new Set<SockSandbox>();
+  const stateRoot = sandboxesDir(workDir);
+  const startTimeoutMs = options.startTimeoutMs ?? 10_000;
+  const logMax = options.logMaxBytes ?? 1024 * 1024;
+
+  let ready: Promise<void> | undefined;
+  const prepare = () => {
+    ready ??= (async () => {
+      await mkdir(stateRoot, { recursive: true, mode: 0o700 });
+      await driver.prepare();
+      // What forceCleanup needs beyond the tag: where this worker's cgroups are.
+      const state = {
+        tag,
+        cgroupVersion: driver.version,
+        cgroupParents: driver.parentDirs,
+        pid: process.pid,
+      };
+      await writeFile(join(workDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+      void pool.refill();
+    })().catch((error: unknown) => {
+      ready = undefined;
+      throw new SandboxCreateError(`sock backend: preparing ${workDir} failed`, { cause: error });
+    });
+    return ready;
+  };
+
+  const create = async (spec: SandboxSpec): Promise<Sandbox> => {
+    validateSpec(spec, capabilities);
+    const started = performance.now();
+    await prepare();
+    const id = `sb-${randomBytes(5).toString("hex")}`;
+    const stateDir = join(stateRoot, id);
+    const ownScratch = spec.scratchDir === undefined;
+    const scratchDir = spec.scratchDir ?? join(stateDir, "scratch");
+    const tmpDir = join(stateDir, "tmp");
+    const logPath = join(stateDir, "guest.log");
+    let cgroup: SandboxCgroup | undefined;
+    let child: ChildProcess | undefined;
+    try {
+      await mkdir(stateDir, { mode: 0o700 });
+      await Promise.all([
+        guestDir(tmpDir, uid, gid),
+        ownScratch ? guestDir(scratchDir, uid, gid) : handOver(scratchDir, uid, gid),
+        readableByGuest(spec.codeDir),
+        ...Object.values(spec.packages ?? {}).map(readableByGuest),
+      ]);
+      const tDirs = performance.now();
+      cgroup = await pool.take();
+      const memoryLimitBytes = spec.limits.memoryMb * 1024 * 1024;
+      await cgroup.setLimits({
+        memoryBytes: memoryLimitBytes,
+        cpuPercent: spec.limits.cpuPercent,
+        procs: spec.limits.procs,
+      });
+
+      const tCgroup = performance.now();
+      const args = ["run", "--tag", tag, "--root", baseDir, "--code", resolve(spec.codeDir)];
+      args.push("--scratch", scratchDir, "--tmp", tmpDir, "--log", logPath);
+      args.push("--log-max", String(logMax), "--uid", String(uid), "--gid", String(gid));
+      args.push("--net", spec.network ?? "host", "--seccomp", features.seccomp ? "1" : "0");
+      args.push("--ppid", String(process.pid));
+      for (const file of cgroup.procsFiles) args.push("--cgroup", file);
+      for (const [name, dir] of Object.entries(spec.packages ?? {}))
+        args.push("--pkg", `${name}=${dir}`);
+      args.push("--", ...spec.command);
+
+      // The helper's environment is exactly the guest's: it passes it through to exec.
+      const env: Record<string, string> = {
+        PATH: DEFAULT_PATH,
+        HOME: "/tmp",
+        LANG: "C.UTF-8",
+        ...spec.env,
+      };
+      const spawned = spawn(helper, args, { env, stdio: ["ignore", "ignore", "pipe"] });
+      child = spawned;
+      let stderr = "";
+      spawned.stderr?.setEncoding("utf8");
+      spawned.stderr?.on("data", (chunk: string) => {
+        if (stderr.length < 8192) stderr += chunk;
+      });
+      let exitStatus: number | undefined;
+      const exited = new Promise<number>((resolveExit) => {
+        spawned.once("exit", (code, signal) => {
+          exitStatus = code ?? 128 + (signal ? 9 : 0);
+          resolveExit(exitStatus);
+        });
+        spawned.once("error", (error) => {
+          stderr += String(error);
+          exitStatus = 125;
+          resolveExit(125);
+        });
+      });
+
+      const tSpawn = performance.now();
+      const socketPath = join(scratchDir, GUEST_SOCKET_NAME);
+      const failure = await waitForSocket(socketPath, startTimeoutMs, () =>
+        exitStatus === undefined ? undefined : `exited with status ${exitStatus}`,
+      );
+      if (failure) {
+        if (exitStatus !== undefined) await exited;
+        // Setup failures (125) and exec failures (127) are the helper's; anything else the guest's.
+        const helperSays = stderr.trim();
+        if (exitStatus === 125 || exitStatus === 127) {
+          throw new SandboxCreateError(`sandbox ${id}: ${helperSays || failure}`);
+        }
+        const tail = (await readTail(logPath, 4096)).trim();
+        throw new SandboxGuestStartError(
+          `sandbox ${id}: guest did not start listening on /host/${GUEST_SOCKET_NAME}: ${failure}` +
+            (helperSays ? `\n${helperSays}` : "") +
+            (tail ? `\nguest output:\n${tail}` : ""),
+        );
+      }
+
+      const sandbox: SockSandbox = new SockSandbox(
+        { id, spec, transport: guestClient(socketPath), emit: hub.emit },
+        {
+          child: spawned,
+          exited,
+          cgroup,
+          stateDir,
+          logPath,
+          memoryLimitBytes,
+          downsizePausedMemory: features.downsizePausedMemory,
+          freezeTimeoutMs: 5000,
+          log,
+          onGone: () => live.delete(sandbox),
+        },
+      );
+      live.add(sandbox);
+      const ms = performance.now() - started;
+      // Where create time goes: host dirs, cgroup (pool + limits), spawn, guest start.
+      const phases = {
+        dirs: tDirs - started,
+        cgroup: tCgroup - tDirs,
+        spawn: tSpawn - tCgroup,
+        guest: performance.now() - tSpawn,
+      };
+      log.debug({ sandboxId: id, ms, phases }, "sandbox created");
+      hub.emit({ type: "created", sandboxId: id, ms });
+      return sandbox;
+    } catch (error) {
+      await undo(cgroup, child, stateDir);
+      if (error instanceof SandboxCreateError || error instanceof SandboxGuestStartError)
+        throw error;
+      throw new SandboxCreateError(`sandbox ${id}: create failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  };
+
+  return {
+    name: "sock",
+    capabilities,
+    on: (listener) => hub.on(listener),
+    create: (spec) => create(spec),
+    async cleanup() {
+      await Promise.all([...live].map((s) => s.destroy("shutdown")));
+      await pool.drain();
+      // Whatever an earlier worker on this work dir left (SIGKILL), and our own parents.
+      await cleanupLeftovers(workDir, { helperPath: helper, log });
+      ready = undefined;
+    },
+  };
+}
+
+/** A directory only the guest uid can use. */
+async function guestDir(path: string, uid: number, gid: number): Promise<void> {
+  await mkdir(path, { mode: 0o700 });
+  await chown(path, uid, gid);
+}
+
+/** A caller's scratch dir: the guest must be able to create its socket there. */
+async function handOver(path: string, uid: number, gid: number): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+  await chown(path, uid, gid);
+}
+
+/**
+ * The guest reads code and packages as an unprivileged uid through a bind mount, which keeps
+ * the directory's mode: a 0700 temp dir would be unreadable. Only the top directory is
+ * opened up (o+rx); its files keep their own modes.
+ */
+async function readableByGuest(dir: string): Promise<void> {
+  const st = await stat(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if ((st.mode & 0o005) !== 0o005) await chmod(dir, (st.mode & 0o7777) | 0o055);
+}
+
+async function undo(
+  cgroup: SandboxCgroup | undefined,
+  child: ChildProcess | undefined,
+  stateDir: string,
+): Promise<void> {
+  if (cgroup) await cgroup.killAll(2000).catch(() => {});
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exit = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exit;
+  }
+  if (cgroup) await cgroup.remove().catch(() => {});
+  await rm(stateDir, { recursive: true, force: true });
+}

@@ -1,0 +1,133 @@
+import type { ChildProcess } from "node:child_process";
+import { rm } from "node:fs/promises";
+import {
+  BaseSandbox,
+  type BaseSandboxInit,
+  type DestroyReason,
+  type Logger,
+  type SandboxStats,
+} from "@openlambda/sandbox-core";
+import type { SandboxCgroup } from "./cgroup/driver.js";
+import { readTail } from "./log-tail.js";
+
+export interface SockSandboxParts {
+  readonly child: ChildProcess;
+  /** Resolves with the helper's exit status once it has exited (the guest is gone by then). */
+  readonly exited: Promise<number>;
+  readonly cgroup: SandboxCgroup;
+  /** This sandbox's state directory (log, /tmp, scratch when the backend made it). */
+  readonly stateDir: string;
+  readonly logPath: string;
+  readonly memoryLimitBytes: number;
+  readonly downsizePausedMemory: boolean;
+  readonly freezeTimeoutMs: number;
+  readonly log: Logger;
+  /** Called once the sandbox is gone, whatever the reason. */
+  readonly onGone: () => void;
+}
+
+/** Slack over current usage when a paused sandbox's limit is lowered: page-cache churn. */
+const DOWNSIZE_SLACK = 4 * 1024 * 1024;
+
+/** A SOCK sandbox: a helper child holding a pid namespace, plus its cgroup. */
+export class SockSandbox extends BaseSandbox {
+  readonly #parts: SockSandboxParts;
+  #downsized = false;
+
+  constructor(init: BaseSandboxInit, parts: SockSandboxParts) {
+    super(init);
+    this.#parts = parts;
+    // The guest dying on its own: the OOM killer's counter says whether the kernel did it.
+    void parts.exited
+      .then(async (status) => {
+        if (this.state === "dead") return;
+        const oom = (await parts.cgroup.oomKills().catch(() => 0)) > 0;
+        parts.log.debug({ sandboxId: this.id, status, oom }, "guest exited");
+        await this.died(oom ? "oom" : "crashed");
+      })
+      .catch((error: unknown) => {
+        parts.log.warn({ sandboxId: this.id, err: error }, "tearing down a dead sandbox failed");
+      });
+  }
+
+  /** The cgroup, for tests and diagnostics (freezer state, pids). */
+  get cgroup(): SandboxCgroup {
+    return this.#parts.cgroup;
+  }
+
+  protected async doPause(): Promise<void> {
+    const { cgroup } = this.#parts;
+    await cgroup.freeze(this.#parts.freezeTimeoutMs);
+    if (this.#parts.downsizePausedMemory) {
+      // A frozen guest allocates nothing: its limit can shrink to what it holds, returning the
+      // difference to the worker's memory pool until it is thawed.
+      const usage = await cgroup.memoryUsage();
+      const target = Math.ceil((usage + DOWNSIZE_SLACK) / 4096) * 4096;
+      if (target < this.#parts.memoryLimitBytes) {
+        try {
+          await cgroup.setMemoryLimit(target);
+          this.#downsized = true;
+        } catch (error) {
+          // EBUSY: the kernel could not reclaim down to it. Keeping the full limit is harmless.
+          this.#parts.log.debug(
+            { sandboxId: this.id, err: error },
+            "downsizing paused memory failed",
+          );
+        }
+      }
+    }
+  }
+
+  protected async doUnpause(): Promise<void> {
+    if (this.#downsized) {
+      await this.#parts.cgroup.setMemoryLimit(this.#parts.memoryLimitBytes);
+      this.#downsized = false;
+    }
+    await this.#parts.cgroup.thaw(this.#parts.freezeTimeoutMs);
+  }
+
+  protected async doDestroy(reason: DestroyReason): Promise<void> {
+    const { child, cgroup, exited, log } = this.#parts;
+    try {
+      // Killing the cgroup's tasks kills pid 1 of the sandbox's pid namespace, so the kernel
+      // ends everything else in it and drops its mount namespace; the helper then exits.
+      await cgroup.killAll(5000).catch((error: unknown) => {
+        log.warn({ sandboxId: this.id, err: error }, "killing the sandbox's tasks failed");
+      });
+      const helperGone = await Promise.race([
+        exited.then(() => true),
+        new Promise<boolean>((r) => setTimeout(r, 2000, false).unref()),
+      ]);
+      if (!helperGone) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      await cgroup.remove().catch((error: unknown) => {
+        log.warn({ sandboxId: this.id, err: error }, "removing the sandbox's cgroup failed");
+      });
+      await rm(this.#parts.stateDir, { recursive: true, force: true, maxRetries: 3 }).catch(
+        (error: unknown) => {
+          // forceCleanup/cleanup() sweeps the sandboxes dir; a destroy must not fail on it.
+          log.warn({ sandboxId: this.id, err: error }, "removing the sandbox's dir failed");
+        },
+      );
+      log.debug({ sandboxId: this.id, reason }, "sandbox destroyed");
+    } finally {
+      this.#parts.onGone();
+    }
+  }
+
+  protected async doStats(): Promise<SandboxStats> {
+    const s = await this.#parts.cgroup.stats();
+    return {
+      memoryBytes: s.memoryBytes,
+      memoryLimitBytes: Number.isFinite(s.memoryLimitBytes) ? s.memoryLimitBytes : 0,
+      cpuUsageUs: s.cpuUsageUs,
+      pids: s.pids,
+    };
+  }
+
+  protected doLogs(): Promise<string> {
+    return readTail(this.#parts.logPath);
+  }
+}
