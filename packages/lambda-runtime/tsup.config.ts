@@ -1,7 +1,11 @@
 import { packageConfig } from "../../tsup.base.js";
 
 export default packageConfig({
-  // node-guest.js runs inside sandboxes, where nothing but Node's own modules exists: it is
+  // The guests run inside sandboxes, where nothing but Node's own modules exists: each is
   // bundled on its own, without shared chunks.
-  entry: { index: "src/index.ts", "node-guest": "src/guest/node-guest-main.ts" },
+  entry: {
+    index: "src/index.ts",
+    "node-guest": "src/guest/node-guest-main.ts",
+    "exec-guest": "src/guest/exec-guest-main.ts",
+  },
 });

@@ -77,3 +77,15 @@ export class WorkerShuttingDownError extends defineOlError(
   503,
   "The worker is stopping and takes no new invocations.",
 ) {}
+
+export class LambdaBuildError extends defineOlError(
+  "OL_LAMBDA_BUILD_FAILED",
+  400,
+  "A TypeScript lambda did not compile; the message gives file, line and the compiler's text.",
+) {}
+
+export class DependencyInstallError extends defineOlError(
+  "OL_DEPENDENCY_INSTALL_FAILED",
+  500,
+  "Installing a lambda's package.json dependencies failed; the message names the package and carries the package manager's message. Upload a fixed version to retry.",
+) {}

@@ -18,6 +18,13 @@ export { LambdaFunction } from "./manager/lambda-function.js";
 export { LambdaManager, type LambdaManagerOptions } from "./manager/lambda-manager.js";
 export { MemoryPool } from "./manager/memory-pool.js";
 export {
+  DEPS_PACKAGE,
+  type InstalledDeps,
+  NodeDepsInstaller,
+  type NodeDepsOptions,
+} from "./prepare/node-deps.js";
+export { COMPILED_ENTRY, compileTypeScript } from "./prepare/typescript.js";
+export {
   DirectoryRegistry,
   type DirectoryRegistryOptions,
   type LambdaCode,

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { consoleLogger, progress } from "../output.js";
 import { cleanupLeftovers } from "../worker/backend.js";
-import { readWorkerConfig } from "../worker/config-file.js";
+import { effectiveConfig } from "../worker/config-file.js";
 import { WorkerNotRunningError } from "../worker/errors.js";
 import { workerLayout } from "../worker/layout.js";
 import { isAlive, liveWorker, removePidFile } from "../worker/pid-file.js";
@@ -9,9 +9,9 @@ import { isAlive, liveWorker, removePidFile } from "../worker/pid-file.js";
 /** Asks the worker to stop (SIGTERM), waits, kills it if it hangs, then removes leftovers. */
 export async function run(options: { path: string }): Promise<void> {
   const layout = workerLayout(options.path);
-  const config = await readWorkerConfig(layout);
   const worker = await liveWorker(layout);
   if (!worker) throw new WorkerNotRunningError(`no worker runs on ${layout.dir}`);
+  const config = await effectiveConfig(layout, worker);
   progress(`stopping worker pid ${worker.pid}`);
   process.kill(worker.pid, "SIGTERM");
   const deadline = Date.now() + 30_000;

@@ -1,6 +1,6 @@
 import { request } from "undici";
 import { print, table } from "../output.js";
-import { readWorkerConfig } from "../worker/config-file.js";
+import { effectiveConfig } from "../worker/config-file.js";
 import { WorkerNotRunningError } from "../worker/errors.js";
 import { workerLayout } from "../worker/layout.js";
 import { liveWorker } from "../worker/pid-file.js";
@@ -8,9 +8,9 @@ import { isReady } from "./up.js";
 
 export async function run(options: { path: string; json: boolean }): Promise<void> {
   const layout = workerLayout(options.path);
-  const config = await readWorkerConfig(layout);
   const worker = await liveWorker(layout);
   if (!worker) throw new WorkerNotRunningError(`no worker runs on ${layout.dir}`);
+  const config = await effectiveConfig(layout, worker);
   const ready = await isReady(worker.url);
   const stats = ready
     ? ((await (await request(`${worker.url}/stats`)).body.json()) as Record<string, number>)

@@ -12,6 +12,7 @@ import {
 import { request } from "undici";
 import { consoleLogger, print, progress, table } from "../output.js";
 import { cleanupLeftovers, makeBackend } from "../worker/backend.js";
+import { effectiveConfig } from "../worker/config-file.js";
 import { WorkerRunningError, WorkerStartError } from "../worker/errors.js";
 import type { WorkerLayout } from "../worker/layout.js";
 import {
@@ -52,12 +53,17 @@ async function foreground(
   options: UpOptions,
 ): Promise<void> {
   const logger = consoleLogger(options.verbose ? "debug" : "info");
-  const leftovers = await cleanupLeftovers(config, layout, logger);
-  if (Object.values(leftovers.removed).some((n) => n > 0)) {
-    logger.warn(
-      { ...leftovers.removed },
-      "removed what an earlier worker on this directory left behind",
-    );
+  // An earlier worker that died without cleaning up may have run another backend (-o sandbox=).
+  const previous = await readPidFile(layout);
+  const earlier = previous ? await effectiveConfig(layout, previous).catch(() => config) : config;
+  for (const c of earlier.sandbox === config.sandbox ? [config] : [earlier, config]) {
+    const leftovers = await cleanupLeftovers(c, layout, logger);
+    if (Object.values(leftovers.removed).some((n) => n > 0)) {
+      logger.warn(
+        { backend: leftovers.backend, ...leftovers.removed },
+        "removed what an earlier worker on this directory left behind",
+      );
+    }
   }
   const backend = await makeBackend(config, layout, logger);
   const registry = new DirectoryRegistry({
@@ -85,7 +91,12 @@ async function foreground(
   }
   const address = trigger.address();
   const url = workerUrl(config, address.port);
-  await writePidFile(layout, { pid: process.pid, url, startedAt: new Date().toISOString() });
+  await writePidFile(layout, {
+    pid: process.pid,
+    url,
+    startedAt: new Date().toISOString(),
+    options: options.option,
+  });
   const lambdas = await registry.list();
   print(
     table([

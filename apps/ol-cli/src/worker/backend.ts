@@ -1,8 +1,14 @@
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { WorkerConfig } from "@openlambda/lambda-runtime";
 import { type Logger, pickBackend, type SandboxBackend } from "@openlambda/sandbox-core";
 import { dockerBackend, forceCleanup as dockerForceCleanup } from "@openlambda/sandbox-docker";
-import { sockBackend, forceCleanup as sockForceCleanup } from "@openlambda/sandbox-sock";
+import {
+  BASE_MANIFEST,
+  sockBackend,
+  forceCleanup as sockForceCleanup,
+} from "@openlambda/sandbox-sock";
 import type { WorkerLayout } from "./layout.js";
 
 /** The Docker label that ties containers to one worker dir, stable across restarts. */
@@ -19,7 +25,7 @@ export async function makeBackend(
   return pickBackend<Promise<SandboxBackend>>(config.sandbox, {
     sock: async () =>
       sockBackend({
-        workDir: layout.sandboxes,
+        workDir: layout.sock,
         baseDir: layout.base,
         features: {
           seccomp: config.features.enable_seccomp,
@@ -31,16 +37,35 @@ export async function makeBackend(
     docker: async () => {
       const backend = dockerBackend({
         workerId: dockerWorkerId(layout),
-        workDir: layout.sandboxes,
+        workDir: layout.docker,
         logger,
         ...(config.docker.base_image
           ? { image: config.docker.base_image }
-          : { baseDir: layout.base }),
+          : { baseDir: layout.base, ...baseHashOption(layout) }),
       });
       await backend.ready();
       return backend;
     },
   });
+}
+
+/**
+ * The hash the base builder recorded for the base (its manifest). The Docker backend tags the
+ * base's image with it, so every worker dir on a host shares one image; without it the backend
+ * fingerprints the tree's metadata, which differs for every freshly built base dir, and each
+ * worker dir would import its own copy (seconds per start, a gigabyte and more each).
+ */
+export function baseHashOption(layout: WorkerLayout): { baseHash?: string } {
+  try {
+    const manifest = JSON.parse(readFileSync(join(layout.base, BASE_MANIFEST), "utf8")) as {
+      hash?: unknown;
+    };
+    return typeof manifest.hash === "string" && manifest.hash !== ""
+      ? { baseHash: manifest.hash }
+      : {};
+  } catch {
+    return {};
+  }
 }
 
 export interface CleanupReport {
@@ -58,6 +83,6 @@ export async function cleanupLeftovers(
     const result = await dockerForceCleanup({ workerId: dockerWorkerId(layout) });
     return { backend: "docker", removed: { ...result } };
   }
-  const report = await sockForceCleanup(layout.sandboxes, { logger });
+  const report = await sockForceCleanup(layout.sock, { logger });
   return { backend: "sock", removed: { ...report } };
 }

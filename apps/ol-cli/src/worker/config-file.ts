@@ -1,11 +1,13 @@
 import { readFile, writeFile } from "node:fs/promises";
 import {
+  applyOverrides,
   defaultWorkerConfig,
   parseWorkerConfig,
   type WorkerConfig,
 } from "@openlambda/lambda-runtime";
 import { WorkerNotInitialisedError } from "./errors.js";
 import type { WorkerLayout } from "./layout.js";
+import type { PidRecord } from "./pid-file.js";
 
 export async function readWorkerConfig(layout: WorkerLayout): Promise<WorkerConfig> {
   let text: string;
@@ -35,4 +37,15 @@ export async function writeDefaultConfig(layout: WorkerLayout): Promise<WorkerCo
   const config = defaultWorkerConfig(layout.dir);
   await writeFile(layout.config, `${JSON.stringify(config, null, 2)}\n`, { flag: "wx" });
   return config;
+}
+
+/**
+ * The config a worker runs (or ran) with: config.json plus the `-o` overrides recorded in its
+ * pid file. Without a record, config.json alone.
+ */
+export async function effectiveConfig(
+  layout: WorkerLayout,
+  record: PidRecord | undefined,
+): Promise<WorkerConfig> {
+  return applyOverrides(await readWorkerConfig(layout), record?.options ?? []);
 }

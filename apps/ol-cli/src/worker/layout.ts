@@ -10,7 +10,10 @@ export function workerLayout(dirIn: string) {
     pid: join(dir, "worker.pid"),
     log: join(dir, "worker.log"),
     base: join(dir, "base"),
-    sandboxes: join(dir, "sandboxes"),
+    /** The SOCK backend's state (per-sandbox dirs); also where force-cleanup looks. */
+    sock: join(dir, "sock"),
+    /** The Docker backend's scratch dirs. */
+    docker: join(dir, "docker"),
     code: join(dir, "code"),
     registry: join(dir, "registry"),
   };

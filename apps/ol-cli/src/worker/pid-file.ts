@@ -5,6 +5,11 @@ export interface PidRecord {
   readonly pid: number;
   readonly url: string;
   readonly startedAt: string;
+  /**
+   * The `-o key=value` overrides the worker runs with: `status`, `down` and `force-cleanup`
+   * need the config it really has (`-o sandbox=docker` leaves containers, not cgroups).
+   */
+  readonly options?: readonly string[];
 }
 
 export async function readPidFile(layout: WorkerLayout): Promise<PidRecord | undefined> {

@@ -28,7 +28,8 @@ type Loaded =
   | { readonly kind: "fetch"; readonly fetch: FetchHandler }
   | { readonly kind: "error"; readonly message: string };
 
-const ENTRY_FILES = ["f.mjs", "f.js", "f.cjs"];
+// f.compiled.mjs is what the worker compiled from f.ts at install.
+const ENTRY_FILES = ["f.compiled.mjs", "f.mjs", "f.js", "f.cjs"];
 
 /** `cacheKey` makes a second load of the same path a fresh module (in-process tests only). */
 export async function loadHandler(dir: string, cacheKey?: string): Promise<Loaded> {

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Logger,
@@ -14,7 +13,14 @@ import type {
   WorkerIntrospection,
 } from "../contracts.js";
 import { LambdaLoadError, WorkerShuttingDownError } from "../errors.js";
+import {
+  DEPS_PACKAGE,
+  type InstalledDeps,
+  NodeDepsInstaller,
+  SYSTEM_CA_BUNDLE,
+} from "../prepare/node-deps.js";
 import type { DirectoryRegistry, LambdaCode } from "../registry/directory-registry.js";
+import { detectRuntime } from "../runtime-kind.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import type { WorkerConfig } from "../worker-config.js";
 import { LambdaFunction } from "./lambda-function.js";
@@ -32,6 +38,8 @@ export interface LambdaManagerOptions {
   readonly targetWaitMs?: number;
   /** How long a create may wait for memory before it fails, ms. */
   readonly memoryWaitMs?: number;
+  /** Where package installs and their store live (default: `<worker_dir>/deps`). */
+  readonly depsDir?: string;
 }
 
 /** Where the runtime is visible inside a sandbox. */
@@ -50,6 +58,10 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   readonly #opts: LambdaManagerOptions;
   readonly #logger: Logger;
   readonly #runtimeDir: string;
+  readonly #installer: NodeDepsInstaller;
+  /** Per code version: its installed dependencies (undefined: it has none), or the failure. */
+  readonly #prepared = new Map<string, Promise<InstalledDeps | undefined>>();
+  readonly #settled = new Map<string, InstalledDeps>();
   #evicting = false;
   #evictions = 0;
   #stopping = false;
@@ -59,6 +71,18 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     this.#opts = options;
     this.#logger = options.logger ?? silentLogger;
     this.#runtimeDir = options.runtimeDir ?? nodeGuestRuntimeDir();
+    const il = options.config.installer_limits;
+    this.#installer = new NodeDepsInstaller({
+      backend: options.backend,
+      dir: options.depsDir ?? join(options.config.worker_dir, "deps"),
+      limits: {
+        memoryMb: il.mem_mb,
+        cpuPercent: il.cpu_percent,
+        procs: il.procs,
+        timeoutMs: il.runtime_sec * 1000,
+      },
+      logger: this.#logger.child({ component: "installer" }),
+    });
     this.pool = new MemoryPool(
       options.config.mem_pool_mb,
       (needed) => void this.#evict(needed),
@@ -77,6 +101,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   async invoke(name: string, request: InvokeRequest): Promise<InvokeResponse> {
     if (this.#stopping) throw new WorkerShuttingDownError("the worker is stopping");
     const code = await this.#opts.registry.get(name);
+    await this.#prepare(code);
     let fn = this.#functions.get(name);
     if (!fn) {
       fn = new LambdaFunction(code, {
@@ -104,9 +129,30 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     return fn.invoke(request);
   }
 
+  /**
+   * Installs a version's dependencies once; every call of that version waits for the same
+   * install, and a failed install answers every call of that version until a new one is uploaded.
+   */
+  #prepare(code: LambdaCode): Promise<InstalledDeps | undefined> {
+    const key = `${code.name}@${code.version}`;
+    let prepared = this.#prepared.get(key);
+    if (!prepared) {
+      prepared = this.#installer.install(code.name, code.dir);
+      this.#prepared.set(key, prepared);
+      prepared.then(
+        (installed) => installed && this.#settled.set(key, installed),
+        () => {},
+      );
+    }
+    return prepared;
+  }
+
   /** The sandbox spec for a lambda version: runtime, limits (ol.yaml over config), env. */
   specFor(code: LambdaCode): SandboxSpec {
     const runtime = detectRuntime(code);
+    if (runtime === "python") {
+      throw new LambdaLoadError(`lambda ${code.name}: this worker has no Python runtime yet`);
+    }
     const cfg = this.#opts.config.limits;
     const own = code.config.limits;
     return {
@@ -119,11 +165,20 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
         procs: own.procs ?? cfg.node_procs,
         timeoutMs: (own.runtimeSec ?? cfg.runtime_sec) * 1000,
       },
-      env: { ...code.config.environment, OL_LAMBDA_NAME: code.name },
+      env: {
+        NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE,
+        ...code.config.environment,
+        OL_LAMBDA_NAME: code.name,
+      },
       network: code.config.network ?? "host",
-      packages: { [RUNTIME_PACKAGE]: this.#runtimeDir },
+      packages: { [RUNTIME_PACKAGE]: this.#runtimeDir, ...this.#depsPackage(code) },
       labels: { lambda: code.name, version: code.version },
     };
+  }
+
+  #depsPackage(code: LambdaCode): Record<string, string> {
+    const installed = this.#settled.get(`${code.name}@${code.version}`);
+    return installed ? { [DEPS_PACKAGE]: installed.dir } : {};
   }
 
   stats(): Record<string, number> {
@@ -235,21 +290,4 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
       this.#evicting = false;
     }
   }
-}
-
-function detectRuntime(code: LambdaCode): "node" {
-  if (["f.js", "f.mjs", "f.cjs"].some((f) => existsSync(join(code.dir, f)))) return "node";
-  if (existsSync(join(code.dir, "f.py"))) {
-    throw new LambdaLoadError(
-      `lambda ${code.name}: Python lambdas (f.py) are not supported by this worker yet`,
-    );
-  }
-  if (existsSync(join(code.dir, "f.ts"))) {
-    throw new LambdaLoadError(
-      `lambda ${code.name}: TypeScript lambdas (f.ts) are not supported by this worker yet`,
-    );
-  }
-  throw new LambdaLoadError(
-    `lambda ${code.name}: no entry file (f.js, f.mjs or f.cjs) at the root of its code`,
-  );
 }

@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { cp, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { LambdaConfig, RegistryApi } from "../contracts.js";
 import { ArchiveTooLargeError, BadArchiveError, LambdaNotFoundError } from "../errors.js";
 import { parseLambdaConfig } from "../lambda-config.js";
+import { compileTypeScript } from "../prepare/typescript.js";
 import { assertLambdaName } from "./names.js";
 import { extractTarGz } from "./tar-extract.js";
 
@@ -110,8 +111,9 @@ export class DirectoryRegistry implements RegistryApi {
         maxEntries: this.#opts.maxEntries,
       });
       await assertHasEntry(tmpDir);
-      // Parsing ol.yaml now refuses a bad config at upload, not at first call.
+      // Parsing ol.yaml and compiling TypeScript now refuse a bad lambda at upload, not at first call.
       parseLambdaConfig(await readOptional(join(tmpDir, "ol.yaml")));
+      await compileTypeScript(tmpDir);
       const version = result.sha256.slice(0, 16);
       const finalDir = join(this.#opts.codeCacheDir, name, version);
       await mkdir(join(this.#opts.codeCacheDir, name), { recursive: true });
@@ -179,17 +181,39 @@ export class DirectoryRegistry implements RegistryApi {
       code =
         cached?.sourceKey === sourceKey
           ? cached.code
-          : {
-              name,
-              version: createHash("sha256").update(sourceKey).digest("hex").slice(0, 16),
-              dir,
-              config: parseLambdaConfig(await readOptional(join(dir, "ol.yaml"))),
-            };
+          : await this.#fromDirectory(name, dir, sourceKey);
     } else {
       sourceKey = "missing";
     }
     this.#cache.set(name, { checkedAt: Date.now(), code, sourceKey });
     return code;
+  }
+
+  /**
+   * A plain directory is served in place, unless it must be built (f.ts) or get dependencies
+   * (package.json): then a copy in the code cache is, so the operator's directory is never written.
+   */
+  async #fromDirectory(name: string, dir: string, sourceKey: string): Promise<LambdaCode> {
+    const version = createHash("sha256").update(sourceKey).digest("hex").slice(0, 16);
+    const config = parseLambdaConfig(await readOptional(join(dir, "ol.yaml")));
+    if (!(await exists(join(dir, "f.ts"))) && !(await exists(join(dir, "package.json")))) {
+      return { name, version, dir, config };
+    }
+    const finalDir = join(this.#opts.codeCacheDir, name, version);
+    if (!(await exists(finalDir))) {
+      const tmpDir = join(this.#opts.codeCacheDir, `.copy-${randomUUID().slice(0, 8)}`);
+      try {
+        await cp(dir, tmpDir, { recursive: true, verbatimSymlinks: true });
+        await compileTypeScript(tmpDir);
+        await mkdir(join(this.#opts.codeCacheDir, name), { recursive: true });
+        await rename(tmpDir, finalDir).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== "ENOTEMPTY" && error.code !== "EEXIST") throw error;
+        });
+      } finally {
+        await rm(tmpDir, { recursive: true, force: true });
+      }
+    }
+    return { name, version, dir: finalDir, config };
   }
 
   async #fromArchive(name: string, archive: string): Promise<LambdaCode> {
@@ -203,6 +227,7 @@ export class DirectoryRegistry implements RegistryApi {
           maxExtractedBytes: this.#opts.maxExtractedBytes,
           maxEntries: this.#opts.maxEntries,
         });
+        await compileTypeScript(tmpDir);
         await mkdir(join(this.#opts.codeCacheDir, name), { recursive: true });
         await rename(tmpDir, finalDir).catch(async (error: NodeJS.ErrnoException) => {
           // Another refresh extracted the same version first: theirs is identical.

@@ -1,0 +1,3 @@
+import { main } from "./exec-guest.js";
+
+main();

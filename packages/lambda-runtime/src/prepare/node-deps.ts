@@ -1,0 +1,251 @@
+import { createHash, randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { type Logger, type SandboxBackend, silentLogger } from "@openlambda/sandbox-core";
+import { request } from "undici";
+import { DependencyInstallError } from "../errors.js";
+import { nodeGuestRuntimeDir } from "../runtime-paths.js";
+
+export interface NodeDepsOptions {
+  readonly backend: SandboxBackend;
+  /** Root of installs: `store/` (pnpm's content-addressed store) and one dir per dependency set. */
+  readonly dir: string;
+  readonly limits: {
+    readonly memoryMb: number;
+    readonly cpuPercent: number;
+    readonly procs: number;
+    readonly timeoutMs: number;
+  };
+  readonly logger?: Logger;
+  /** The npm registry the installer uses (default: pnpm's, the public registry). */
+  readonly registryUrl?: string;
+}
+
+/**
+ * The base's CA bundle (the host's, copied by the base builder): Node's own list lacks the CAs
+ * an operator added, such as a TLS-inspecting egress proxy's, which the registry sits behind.
+ */
+export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+/** Where a lambda's installed dependencies appear inside its sandbox. */
+export const DEPS_PACKAGE = "deps";
+const LOCKFILES = ["pnpm-lock.yaml", "package-lock.json"];
+const MARKER = ".ol-installed";
+
+export interface InstalledDeps {
+  /** Host dir holding `node_modules`, mounted read-only at /packages/deps. */
+  readonly dir: string;
+  readonly reused: boolean;
+  readonly ms: number;
+}
+
+/**
+ * Installs a lambda's package.json dependencies with pnpm inside an installer sandbox, once per
+ * dependency set (package.json's dependencies plus its lockfile), into a shared pnpm store, so a
+ * package version is downloaded once for every lambda that uses it. Installs run one at a time.
+ * Nothing half-installed is ever used: an install is built under a temporary name and renamed
+ * into place when pnpm succeeded. The lambda's code dir gets `node_modules` as a symlink to
+ * /packages/deps/node_modules, where its sandbox sees the install read-only.
+ */
+export class NodeDepsInstaller {
+  readonly #opts: NodeDepsOptions;
+  readonly #log: Logger;
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #inflight = new Map<string, Promise<InstalledDeps>>();
+
+  constructor(options: NodeDepsOptions) {
+    this.#opts = options;
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  /** Whether a code dir has dependencies to install (and none vendored). */
+  static needsInstall(codeDir: string): Promise<boolean> {
+    return dependencySet(codeDir).then(
+      (set) => set !== undefined && !existsSync(join(codeDir, "node_modules")),
+    );
+  }
+
+  /** Installs (or reuses) the code dir's dependencies and links them into the code dir. */
+  async install(lambda: string, codeDir: string): Promise<InstalledDeps | undefined> {
+    const set = await dependencySet(codeDir);
+    if (!set) return undefined;
+    const link = join(codeDir, "node_modules");
+    let pending = this.#inflight.get(set.hash);
+    if (!pending) {
+      pending = this.#installSet(lambda, codeDir, set).finally(() =>
+        this.#inflight.delete(set.hash),
+      );
+      this.#inflight.set(set.hash, pending);
+    }
+    const installed = await pending;
+    if (!existsSync(link))
+      await symlink(`/packages/${DEPS_PACKAGE}/node_modules`, link).catch(() => {});
+    return installed;
+  }
+
+  async #installSet(lambda: string, codeDir: string, set: DependencySet): Promise<InstalledDeps> {
+    const target = join(this.#opts.dir, set.hash);
+    if (existsSync(join(target, MARKER))) return { dir: target, reused: true, ms: 0 };
+    // One install at a time: they share the store and the installer's socket.
+    const run = this.#queue.then(() => this.#runInstall(lambda, codeDir, set, target));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #runInstall(
+    lambda: string,
+    codeDir: string,
+    set: DependencySet,
+    target: string,
+  ): Promise<InstalledDeps> {
+    if (existsSync(join(target, MARKER))) return { dir: target, reused: true, ms: 0 };
+    const started = performance.now();
+    const work = `.tmp-${set.hash}-${randomUUID().slice(0, 6)}`;
+    const workDir = join(this.#opts.dir, work);
+    await mkdir(this.#opts.dir, { recursive: true });
+    this.#log.info(
+      { lambda, dependencies: set.names.join(" ") },
+      "installing dependencies with pnpm",
+    );
+    const lines: string[] = [];
+    const pnpm = (...args: string[]) => ["node", "/packages/pnpm/bin/pnpm.cjs", ...args];
+    const common = [
+      "--store-dir",
+      "/host/store",
+      "--config.confirmModulesPurge=false",
+      "--reporter=append-only",
+    ];
+    const hasLock = (name: string) => existsSync(join(codeDir, name));
+    // The guest makes its own directories, so they belong to its uid, whatever uid that is.
+    const copy = ["package.json", ...LOCKFILES.filter(hasLock)]
+      .map((f) => `/handler/${f}`)
+      .join(" ");
+    const steps: string[][] = [
+      ["sh", "-c", `mkdir -p /host/store /host/.home /host/${work} && cp ${copy} /host/${work}/`],
+    ];
+    if (hasLock("package-lock.json") && !hasLock("pnpm-lock.yaml"))
+      steps.push(pnpm("import", ...common));
+    const frozen = LOCKFILES.some(hasLock);
+    steps.push(
+      pnpm(
+        "install",
+        "--prod",
+        "--ignore-scripts",
+        frozen ? "--frozen-lockfile" : "--no-frozen-lockfile",
+        ...common,
+      ),
+    );
+    const sandbox = await this.#opts.backend.create({
+      codeDir,
+      scratchDir: this.#opts.dir,
+      runtime: "node",
+      command: ["node", "/packages/ol-runtime/exec-guest.js"],
+      limits: this.#opts.limits,
+      network: "host",
+      packages: { "ol-runtime": nodeGuestRuntimeDir(), pnpm: pnpmDir() },
+      env: { HOME: "/host/.home" },
+      labels: { lambda, role: "installer" },
+    });
+    try {
+      for (const [i, argv] of steps.entries()) {
+        const cwd = i === 0 ? "/host" : `/host/${work}`;
+        const exit = await this.#exec(sandbox.dispatcher, argv, cwd, lines, lambda);
+        if (exit !== 0) {
+          throw new DependencyInstallError(
+            `lambda ${lambda}: installing dependencies (${set.names.join(", ")}) failed: ${summarise(lines)}`,
+          );
+        }
+      }
+      await writeFile(join(workDir, MARKER), `${new Date().toISOString()}\n`);
+      await rm(target, { recursive: true, force: true });
+      await rename(workDir, target);
+    } catch (error) {
+      await rm(workDir, { recursive: true, force: true });
+      throw error instanceof DependencyInstallError
+        ? error
+        : new DependencyInstallError(
+            `lambda ${lambda}: the installer failed: ${(error as Error).message}`,
+            { cause: error },
+          );
+    } finally {
+      await sandbox.destroy("installer-done");
+    }
+    const ms = performance.now() - started;
+    this.#log.info({ lambda, ms: Math.round(ms) }, "dependencies installed");
+    return { dir: target, reused: false, ms };
+  }
+
+  async #exec(
+    dispatcher: import("undici").Dispatcher,
+    argv: string[],
+    cwd: string,
+    lines: string[],
+    lambda: string,
+  ): Promise<number> {
+    const env: Record<string, string> = {
+      HOME: "/host/.home",
+      CI: "true",
+      NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE,
+    };
+    if (this.#opts.registryUrl) env.npm_config_registry = this.#opts.registryUrl;
+    const res = await request("http://installer/run", {
+      dispatcher,
+      method: "POST",
+      body: JSON.stringify({ argv, cwd, env }),
+      signal: AbortSignal.timeout(this.#opts.limits.timeoutMs),
+    });
+    let exit = 1;
+    for await (const raw of createInterface({ input: res.body })) {
+      const msg = JSON.parse(raw) as { line?: string; exit?: number };
+      if (msg.line !== undefined) {
+        lines.push(msg.line);
+        if (lines.length > 200) lines.shift();
+        this.#log.debug({ lambda, pnpm: msg.line }, "install progress");
+      }
+      if (msg.exit !== undefined) exit = msg.exit;
+    }
+    return exit;
+  }
+}
+
+interface DependencySet {
+  readonly hash: string;
+  readonly names: readonly string[];
+}
+
+/** The lambda's dependencies and lockfile, hashed: equal sets share one install. */
+async function dependencySet(codeDir: string): Promise<DependencySet | undefined> {
+  let pkg: { dependencies?: Record<string, string> };
+  try {
+    pkg = JSON.parse(await readFile(join(codeDir, "package.json"), "utf8")) as typeof pkg;
+  } catch {
+    return undefined;
+  }
+  const deps = pkg.dependencies ?? {};
+  const names = Object.keys(deps).sort();
+  if (names.length === 0) return undefined;
+  const hash = createHash("sha256").update(JSON.stringify(names.map((n) => [n, deps[n]])));
+  for (const lock of LOCKFILES) {
+    const text = await readFile(join(codeDir, lock), "utf8").catch(() => undefined);
+    if (text !== undefined) hash.update(`${lock}\n${text}`);
+  }
+  return { hash: hash.digest("hex").slice(0, 20), names };
+}
+
+/** The lines of pnpm's output that say what failed (its ERR_PNPM lines), or its last lines. */
+function summarise(lines: readonly string[]): string {
+  const errors = lines.filter((l) => /ERR_PNPM|ERR!/.test(l)).slice(0, 4);
+  return (
+    (errors.length > 0 ? errors : lines.slice(-4)).join(" | ").slice(0, 2000) ||
+    "pnpm exited with an error"
+  );
+}
+
+/** The pnpm package this worker ships, exposed read-only to installer sandboxes. */
+function pnpmDir(): string {
+  // pnpm exports only its package.json, as its main entry.
+  return dirname(createRequire(import.meta.url).resolve("pnpm"));
+}
