@@ -87,5 +87,11 @@ export class LambdaBuildError extends defineOlError(
 export class DependencyInstallError extends defineOlError(
   "OL_DEPENDENCY_INSTALL_FAILED",
   500,
-  "Installing a lambda's package.json dependencies failed; the message names the package and carries the package manager's message. Upload a fixed version to retry.",
+  "Installing a lambda's package.json dependencies or requirements.txt packages failed; the message names the package and carries the package manager's message. Upload a fixed version to retry.",
+) {}
+
+export class InvalidRequirementsError extends defineOlError(
+  "OL_INVALID_REQUIREMENTS",
+  400,
+  "A Python lambda's requirements.txt has a line that is not a pin (name==version); the message quotes the line.",
 ) {}

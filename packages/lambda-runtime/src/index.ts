@@ -25,6 +25,17 @@ export {
 } from "./prepare/node-deps.js";
 export { COMPILED_ENTRY, compileTypeScript } from "./prepare/typescript.js";
 export {
+  type InstalledPython,
+  PipInstaller,
+  type PipInstallerOptions,
+} from "./python/pip-installer.js";
+export {
+  normalizePackageName,
+  parseRequirements,
+  type Requirement,
+} from "./python/requirements.js";
+export { PYTHON_COMMAND, pythonSpec } from "./python/spec.js";
+export {
   DirectoryRegistry,
   type DirectoryRegistryOptions,
   type LambdaCode,
@@ -38,3 +49,11 @@ export {
   parseWorkerConfig,
   type WorkerConfig,
 } from "./worker-config.js";
+export {
+  DEFAULT_TREE,
+  loadTree,
+  parseTree,
+  type TreeNode,
+  type TreePackage,
+} from "./zygote/tree.js";
+export { type TakenSandbox, ZygotePool, type ZygotePoolOptions } from "./zygote/zygote-pool.js";

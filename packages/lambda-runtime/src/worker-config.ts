@@ -39,6 +39,10 @@ export interface WorkerConfig {
     runtime_sec: number;
   };
   installer_limits: { procs: number; mem_mb: number; cpu_percent: number; runtime_sec: number };
+  /** pip's index URL for requirements.txt: "" for pip's default (PyPI), "none" for no index. */
+  pip_index: string;
+  /** A directory of wheels and sdists pip may install from (`--find-links`), or "". */
+  pip_find_links: string;
   features: {
     import_cache: string;
     downsize_paused_mem: boolean;
@@ -72,6 +76,8 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
       runtime_sec: 30,
     },
     installer_limits: { procs: 64, mem_mb: 1024, cpu_percent: 100, runtime_sec: 300 },
+    pip_index: "",
+    pip_find_links: "",
     features: {
       import_cache: "tree",
       downsize_paused_mem: true,
@@ -107,6 +113,8 @@ const RULES: Record<string, Rule> = {
   "installer_limits.mem_mb": "posint",
   "installer_limits.cpu_percent": "posint",
   "installer_limits.runtime_sec": "posint",
+  pip_index: "string",
+  pip_find_links: "string",
   "features.import_cache": "string",
   "features.downsize_paused_mem": "bool",
   "features.reuse_cgroups": "bool",
@@ -171,6 +179,8 @@ export function parseWorkerConfig(raw: unknown, workerDir: string): WorkerConfig
   const result = config as unknown as WorkerConfig;
   result.worker_dir = resolve(workerDir, result.worker_dir);
   if (!isAbsolute(result.registry)) result.registry = resolve(result.worker_dir, result.registry);
+  if (result.pip_find_links !== "" && !isAbsolute(result.pip_find_links))
+    result.pip_find_links = resolve(result.worker_dir, result.pip_find_links);
   return result;
 }
 

@@ -93,7 +93,9 @@ export function containerConfig(input: ContainerConfigInput): Record<string, unk
       AutoRemove: false,
       RestartPolicy: { Name: "no" },
       LogConfig: { Type: "json-file", Config: { "max-size": "1m", "max-file": "1" } },
-      Init: false,
+      // An init (docker-init, tini) as PID 1: the guest then is not PID 1, so the signals it
+      // sends itself (SIGKILL included) act, and its zombie children are reaped.
+      Init: true,
     },
   };
 }

@@ -73,6 +73,7 @@ async function foreground(
   });
   await registry.init();
   const manager = new LambdaManager({ backend, registry, config, logger });
+  await manager.start();
   const token = (await readFile(layout.token, "utf8")).trim();
   const trigger = httpTrigger({
     host: config.worker_url,

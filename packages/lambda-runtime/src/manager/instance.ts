@@ -25,6 +25,8 @@ export interface InstanceOptions {
   readonly pauseIdleMs: number;
   /** Called whenever the instance can take work again (or has stopped). */
   readonly onAvailable: () => void;
+  /** A ready sandbox with the code loaded (a zygote), tried before a cold create. */
+  readonly takeReady?: () => Promise<{ sandbox: Sandbox; release: () => void } | undefined>;
 }
 
 // Hop-by-hop headers and those undici manages itself never go to the guest.
@@ -54,6 +56,8 @@ export class SandboxedInstance implements LambdaInstance {
   #busy = false;
   #stopped = false;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** An idle pause under way: the sandbox says "running" until the freeze is done. */
+  #pausing: Promise<void> | undefined;
   #lastUsed = Date.now();
   #invocations = 0;
   #drained: (() => void) | undefined;
@@ -154,21 +158,29 @@ export class SandboxedInstance implements LambdaInstance {
   async #ready(): Promise<Sandbox> {
     const current = this.sandbox;
     if (current) {
-      if (current.state === "paused")
+      // A pause that started before this call still freezes the sandbox after it: unpause
+      // behind it (the sandbox serialises the two), or the call would hang until its timeout.
+      if (current.state === "paused" || this.#pausing)
         await this.#opts.timers.time("unpause", () => current.unpause());
       return current;
     }
     this.#starting = true;
     try {
-      const release = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
+      const ready = await this.#opts.takeReady?.().catch(() => undefined);
       let sandbox: Sandbox;
-      try {
-        sandbox = await this.#opts.timers.time("sandbox-create", () =>
-          this.#opts.backend.create(this.#opts.spec),
-        );
-      } catch (error) {
-        release();
-        throw error;
+      let release: () => void;
+      if (ready) {
+        ({ sandbox, release } = ready);
+      } else {
+        release = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
+        try {
+          sandbox = await this.#opts.timers.time("sandbox-create", () =>
+            this.#opts.backend.create(this.#opts.spec),
+          );
+        } catch (error) {
+          release();
+          throw error;
+        }
       }
       void sandbox.dead.then((reason) => {
         release();
@@ -270,12 +282,18 @@ export class SandboxedInstance implements LambdaInstance {
     } else if (sandbox) {
       this.#idleTimer = setTimeout(() => {
         if (!this.#busy && sandbox.state === "running") {
-          sandbox.pause().catch((error: unknown) => {
-            this.#opts.logger.warn(
-              { sandbox: sandbox.id, err: error },
-              "pause failed; sandbox destroyed",
-            );
-          });
+          const pausing = sandbox
+            .pause()
+            .catch((error: unknown) => {
+              this.#opts.logger.warn(
+                { sandbox: sandbox.id, err: error },
+                "pause failed; sandbox destroyed",
+              );
+            })
+            .finally(() => {
+              if (this.#pausing === pausing) this.#pausing = undefined;
+            });
+          this.#pausing = pausing;
         }
       }, this.#opts.pauseIdleMs);
       this.#idleTimer.unref();

@@ -1,4 +1,4 @@
-import type { Logger, SandboxBackend, SandboxSpec } from "@openlambda/sandbox-core";
+import type { Logger, Sandbox, SandboxBackend, SandboxSpec } from "@openlambda/sandbox-core";
 import type { InvokeRequest, InvokeResponse } from "../contracts.js";
 import { MethodNotAllowedError, QueueFullError, WorkerShuttingDownError } from "../errors.js";
 import { allowedMethods } from "../lambda-config.js";
@@ -20,6 +20,11 @@ export interface FunctionOptions {
   readonly specFor: (code: LambdaCode) => SandboxSpec;
   /** Told when an instance of this function goes idle (the evictor may now take it). */
   readonly onInstanceIdle: () => void;
+  /** A ready sandbox (zygote) for a new instance of this code, when one fits. */
+  readonly takeReady?: (
+    code: LambdaCode,
+    spec: SandboxSpec,
+  ) => Promise<{ sandbox: Sandbox; release: () => void } | undefined>;
 }
 
 interface Pending {
@@ -139,11 +144,15 @@ export class LambdaFunction {
   }
 
   #addInstance(): SandboxedInstance {
+    const code = this.#code;
+    const spec = this.#opts.specFor(code);
+    const takeReady = this.#opts.takeReady;
     const instance = new SandboxedInstance({
+      ...(takeReady ? { takeReady: () => takeReady(code, spec) } : {}),
       lambda: this.name,
       version: this.#code.version,
       backend: this.#opts.backend,
-      spec: this.#opts.specFor(this.#code),
+      spec,
       pool: this.#opts.pool,
       timers: this.#opts.timers,
       logger: this.#opts.logger,

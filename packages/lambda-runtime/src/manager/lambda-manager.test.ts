@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fakeBackend, type SandboxBackend, type SandboxEvent } from "@openlambda/sandbox-core";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { InvokeRequest, InvokeResponse } from "../contracts.js";
+import type { InvokeRequest } from "../contracts.js";
 import {
   LambdaCrashedError,
   LambdaNotFoundError,
@@ -11,7 +11,7 @@ import {
   QueueFullError,
 } from "../errors.js";
 import { DirectoryRegistry } from "../registry/directory-registry.js";
-import { inProcessNodeGuest, tempDir, writeTree } from "../testing/fixtures.js";
+import { inProcessNodeGuest, tempDir, text, writeTree } from "../testing/fixtures.js";
 import { parseWorkerConfig, type WorkerConfig } from "../worker-config.js";
 import { LambdaManager } from "./lambda-manager.js";
 
@@ -22,15 +22,6 @@ const req = (body: string | null = null, extra: Partial<InvokeRequest> = {}): In
   body,
   ...extra,
 });
-
-async function text(res: InvokeResponse): Promise<string> {
-  if (res.body === null) return "";
-  if (typeof res.body === "string") return res.body;
-  if (res.body instanceof Uint8Array) return Buffer.from(res.body).toString("utf8");
-  const chunks: Buffer[] = [];
-  for await (const c of res.body) chunks.push(Buffer.from(c));
-  return Buffer.concat(chunks).toString("utf8");
-}
 
 const SLOW = `exports.f = async (e) => { await new Promise((r) => setTimeout(r, e.ms ?? 200)); return e; };`;
 

@@ -12,17 +12,21 @@ import type {
   Metric,
   WorkerIntrospection,
 } from "../contracts.js";
-import { LambdaLoadError, WorkerShuttingDownError } from "../errors.js";
+import { WorkerShuttingDownError } from "../errors.js";
 import {
   DEPS_PACKAGE,
   type InstalledDeps,
   NodeDepsInstaller,
   SYSTEM_CA_BUNDLE,
 } from "../prepare/node-deps.js";
+import { type InstalledPython, PipInstaller } from "../python/pip-installer.js";
+import { pythonSpec } from "../python/spec.js";
 import type { DirectoryRegistry, LambdaCode } from "../registry/directory-registry.js";
 import { detectRuntime } from "../runtime-kind.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import type { WorkerConfig } from "../worker-config.js";
+import { loadTree } from "../zygote/tree.js";
+import { ZygotePool } from "../zygote/zygote-pool.js";
 import { LambdaFunction } from "./lambda-function.js";
 import { MemoryPool } from "./memory-pool.js";
 import { Timers } from "./timers.js";
@@ -62,6 +66,11 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   /** Per code version: its installed dependencies (undefined: it has none), or the failure. */
   readonly #prepared = new Map<string, Promise<InstalledDeps | undefined>>();
   readonly #settled = new Map<string, InstalledDeps>();
+  readonly #pip: PipInstaller;
+  /** Per Python code version: its pip packages (undefined: none), or the failure. */
+  readonly #pyPrepared = new Map<string, Promise<InstalledPython | undefined>>();
+  readonly #pySettled = new Map<string, InstalledPython>();
+  #zygotes: ZygotePool | undefined;
   #evicting = false;
   #evictions = 0;
   #stopping = false;
@@ -83,6 +92,19 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
       },
       logger: this.#logger.child({ component: "installer" }),
     });
+    this.#pip = new PipInstaller({
+      backend: options.backend,
+      dir: join(options.config.worker_dir, "pip"),
+      limits: {
+        memoryMb: il.mem_mb,
+        cpuPercent: il.cpu_percent,
+        procs: il.procs,
+        timeoutMs: il.runtime_sec * 1000,
+      },
+      index: options.config.pip_index,
+      findLinks: options.config.pip_find_links,
+      logger: this.#logger.child({ component: "pip" }),
+    });
     this.pool = new MemoryPool(
       options.config.mem_pool_mb,
       (needed) => void this.#evict(needed),
@@ -98,10 +120,43 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     });
   }
 
+  /**
+   * Starts what runs in the background: the zygote pools (unless `features.import_cache` is
+   * ""), from `import_cache_tree` or the default tree. Without it, every create is cold.
+   */
+  async start(): Promise<void> {
+    const { config } = this.#opts;
+    if (config.features.import_cache === "" || this.#zygotes) return;
+    const tree = await loadTree(config.import_cache_tree);
+    this.#zygotes = new ZygotePool({
+      backend: this.#opts.backend,
+      pool: this.pool,
+      installer: this.#installer,
+      tree,
+      dir: join(config.worker_dir, "ready"),
+      runtimeDir: this.#runtimeDir,
+      limits: this.#defaultNodeLimits(),
+      timers: this.timers,
+      logger: this.#logger.child({ component: "zygotes" }),
+      headroomMb: this.#headroomMb,
+    });
+    this.#zygotes.start();
+  }
+
+  #defaultNodeLimits() {
+    const cfg = this.#opts.config.limits;
+    return {
+      memoryMb: cfg.node_mem_mb,
+      cpuPercent: cfg.cpu_percent,
+      procs: cfg.node_procs,
+      timeoutMs: cfg.runtime_sec * 1000,
+    };
+  }
+
   async invoke(name: string, request: InvokeRequest): Promise<InvokeResponse> {
     if (this.#stopping) throw new WorkerShuttingDownError("the worker is stopping");
     const code = await this.#opts.registry.get(name);
-    await this.#prepare(code);
+    await (isPython(code) ? this.#preparePython(code) : this.#prepare(code));
     let fn = this.#functions.get(name);
     if (!fn) {
       fn = new LambdaFunction(code, {
@@ -114,6 +169,9 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
         pauseIdleMs: this.#opts.config.pause_idle_ms,
         targetWaitMs: this.#opts.targetWaitMs ?? 50,
         specFor: (c) => this.specFor(c),
+        takeReady: (c, spec) =>
+          this.#zygotes?.take(c, spec, this.#settled.get(`${c.name}@${c.version}`)) ??
+          Promise.resolve(undefined),
         onInstanceIdle: () => {
           if (this.pool.waiting > 0) void this.#evict(this.pool.neededMb);
         },
@@ -147,11 +205,27 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     return prepared;
   }
 
+  /** A Python version's requirements.txt, installed once (like #prepare for Node). */
+  #preparePython(code: LambdaCode): Promise<InstalledPython | undefined> {
+    const key = `${code.name}@${code.version}`;
+    let prepared = this.#pyPrepared.get(key);
+    if (!prepared) {
+      prepared = this.#pip.install(code.name, code.dir);
+      this.#pyPrepared.set(key, prepared);
+      prepared.then(
+        (installed) => installed && this.#pySettled.set(key, installed),
+        () => {},
+      );
+    }
+    return prepared;
+  }
+
   /** The sandbox spec for a lambda version: runtime, limits (ol.yaml over config), env. */
   specFor(code: LambdaCode): SandboxSpec {
     const runtime = detectRuntime(code);
     if (runtime === "python") {
-      throw new LambdaLoadError(`lambda ${code.name}: this worker has no Python runtime yet`);
+      const installed = this.#pySettled.get(`${code.name}@${code.version}`);
+      return pythonSpec(code, this.#opts.config, this.#runtimeDir, installed);
     }
     const cfg = this.#opts.config.limits;
     const own = code.config.limits;
@@ -184,6 +258,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   stats(): Record<string, number> {
     return {
       ...this.timers.snapshot(),
+      ...this.#zygotes?.stats(),
       "mem-pool.used-mb": this.pool.usedMb,
       "mem-pool.total-mb": this.pool.totalMb,
       evictions: this.#evictions,
@@ -194,6 +269,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     return {
       memPool: { usedMb: this.pool.usedMb, totalMb: this.pool.totalMb, waiting: this.pool.waiting },
       lambdas: [...this.#functions.values()].map((f) => f.describe()),
+      zygotes: this.#zygotes?.describe() ?? null,
     };
   }
 
@@ -256,6 +332,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   /** Stops taking work, answers what is queued with OL_SHUTTING_DOWN, destroys every sandbox. */
   async shutdown(): Promise<void> {
     this.#stopping = true;
+    await this.#zygotes?.shutdown();
     await Promise.all([...this.#functions.values()].map((f) => f.stop()));
     await this.#opts.backend.cleanup();
   }
@@ -275,6 +352,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
           this.#evictions++;
         }
       }
+      if (freed < neededMb && this.#zygotes) freed += await this.#zygotes.shed(neededMb - freed);
       const idle = pausedOnly ? [] : all.filter((i) => i.state === "running" && !i.busy);
       for (const instance of idle.sort(byAge)) {
         if (freed >= neededMb) break;
@@ -289,5 +367,14 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     } finally {
       this.#evicting = false;
     }
+  }
+}
+
+/** Whether a version runs on the Python runtime (a version without an entry fails later). */
+function isPython(code: LambdaCode): boolean {
+  try {
+    return detectRuntime(code) === "python";
+  } catch {
+    return false;
   }
 }

@@ -6,6 +6,7 @@ import type { LambdaConfig, RegistryApi } from "../contracts.js";
 import { ArchiveTooLargeError, BadArchiveError, LambdaNotFoundError } from "../errors.js";
 import { parseLambdaConfig } from "../lambda-config.js";
 import { compileTypeScript } from "../prepare/typescript.js";
+import { parseRequirements } from "../python/requirements.js";
 import { assertLambdaName } from "./names.js";
 import { extractTarGz } from "./tar-extract.js";
 
@@ -110,9 +111,11 @@ export class DirectoryRegistry implements RegistryApi {
         maxExtractedBytes: this.#opts.maxExtractedBytes,
         maxEntries: this.#opts.maxEntries,
       });
-      await assertHasEntry(tmpDir);
       // Parsing ol.yaml and compiling TypeScript now refuse a bad lambda at upload, not at first call.
-      parseLambdaConfig(await readOptional(join(tmpDir, "ol.yaml")));
+      const config = parseLambdaConfig(await readOptional(join(tmpDir, "ol.yaml")));
+      await assertHasEntry(tmpDir, config.environment);
+      const requirements = await readOptional(join(tmpDir, "requirements.txt"));
+      if (requirements !== undefined) parseRequirements(requirements, name);
       await compileTypeScript(tmpDir);
       const version = result.sha256.slice(0, 16);
       const finalDir = join(this.#opts.codeCacheDir, name, version);
@@ -250,8 +253,11 @@ function notFound(name: string): LambdaNotFoundError {
   return new LambdaNotFoundError(`no lambda named ${JSON.stringify(name)} in the registry`);
 }
 
-async function assertHasEntry(dir: string): Promise<void> {
+async function assertHasEntry(dir: string, env: Readonly<Record<string, string>>): Promise<void> {
   const names = new Set(await readdir(dir));
+  // A Python lambda may name its module with OL_ENTRY_FILE (OpenLambda's variable).
+  const pythonEntry = env.OL_ENTRY_FILE;
+  if (pythonEntry !== undefined && names.has(pythonEntry)) return;
   if (!ENTRY_FILES.some((f) => names.has(f))) {
     throw new BadArchiveError(
       `archive: no entry file at its root (expected one of ${ENTRY_FILES.join(", ")})`,

@@ -4,7 +4,8 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { FakeGuestFactory } from "@openlambda/sandbox-core";
-import { createGuestHandler, loadHandler } from "../guest/node-guest.js";
+import type { InvokeResponse } from "../contracts.js";
+import { createDeferredHandler, createGuestHandler, loadHandler } from "../guest/node-guest.js";
 
 /** A fresh temp dir, removed by the returned cleanup. */
 export async function tempDir(
@@ -42,8 +43,15 @@ export async function tarGz(files: Readonly<Record<string, string>>): Promise<Bu
  */
 export const inProcessNodeGuest: FakeGuestFactory = async ({ spec, socketPath }) => {
   // Each sandbox is a fresh process in real backends; here a fresh module instance stands in.
-  const loaded = await loadHandler(spec.codeDir, `${spec.labels?.version ?? ""}-${Math.random()}`);
-  const server = createServer(createGuestHandler(loaded, spec.env?.OL_LAMBDA_NAME ?? "lambda"));
+  const cacheKey = `${spec.labels?.version ?? ""}-${Math.random()}`;
+  const handler =
+    spec.env?.OL_DEFERRED_LOAD === "1"
+      ? createDeferredHandler(spec.codeDir, cacheKey)
+      : createGuestHandler(
+          await loadHandler(spec.codeDir, cacheKey),
+          spec.env?.OL_LAMBDA_NAME ?? "lambda",
+        );
+  const server = createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(socketPath, resolve);
@@ -56,3 +64,13 @@ export const inProcessNodeGuest: FakeGuestFactory = async ({ spec, socketPath })
       }),
   };
 };
+
+/** A response's whole body as text. */
+export async function text(res: InvokeResponse): Promise<string> {
+  if (res.body === null) return "";
+  if (typeof res.body === "string") return res.body;
+  if (res.body instanceof Uint8Array) return Buffer.from(res.body).toString("utf8");
+  const chunks: Buffer[] = [];
+  for await (const c of res.body) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks).toString("utf8");
+}

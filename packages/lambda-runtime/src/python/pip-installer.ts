@@ -1,0 +1,220 @@
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { type Logger, type SandboxBackend, silentLogger } from "@openlambda/sandbox-core";
+import { type Dispatcher, request } from "undici";
+import { DependencyInstallError } from "../errors.js";
+import { nodeGuestRuntimeDir } from "../runtime-paths.js";
+import { parseRequirements, type Requirement } from "./requirements.js";
+
+export interface PipInstallerOptions {
+  readonly backend: SandboxBackend;
+  /** The shared package dir: one `<name>-<version>/` per installed package. */
+  readonly dir: string;
+  readonly limits: {
+    readonly memoryMb: number;
+    readonly cpuPercent: number;
+    readonly procs: number;
+    readonly timeoutMs: number;
+  };
+  /** pip's index URL; "" for pip's default (PyPI); "none" for no index at all (`--no-index`). */
+  readonly index?: string;
+  /** A host dir of wheels and sdists pip may install from (`--find-links`); "" for none. */
+  readonly findLinks?: string;
+  readonly logger?: Logger;
+}
+
+/** A lambda's installed Python packages. */
+export interface InstalledPython {
+  readonly requirements: readonly Requirement[];
+  /** Mount name under /packages → host dir, one per requirement. */
+  readonly packages: Readonly<Record<string, string>>;
+  readonly ms: number;
+}
+
+const MARKER = ".ol-installed";
+const FIND_LINKS_PACKAGE = "pip-find-links";
+
+/**
+ * Installs a Python lambda's requirements.txt with pip, one package per directory
+ * (`<dir>/<name>-<version>/`), each version once for every lambda that pins it. pip runs inside
+ * an installer sandbox (`installer_limits`) with `--no-deps --target`: a lambda lists every
+ * package it needs, pinned, and sees exactly those on `sys.path`. A package is installed into a
+ * temporary directory and renamed into place only when pip succeeded, so nothing half installed
+ * is ever used. Installs run one at a time.
+ */
+export class PipInstaller {
+  readonly #opts: PipInstallerOptions;
+  readonly #log: Logger;
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #inflight = new Map<string, Promise<string>>();
+
+  constructor(options: PipInstallerOptions) {
+    this.#opts = options;
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  get dir(): string {
+    return this.#opts.dir;
+  }
+
+  /** The host dir of an installed package, or undefined when it is not (fully) installed. */
+  installedDir(req: Requirement): string | undefined {
+    const dir = join(this.#opts.dir, req.dir);
+    return existsSync(join(dir, MARKER)) ? dir : undefined;
+  }
+
+  /** Installs (or reuses) the packages of a code dir's requirements.txt; undefined without one. */
+  async install(lambda: string, codeDir: string): Promise<InstalledPython | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(codeDir, "requirements.txt"), "utf8");
+    } catch {
+      return undefined;
+    }
+    const requirements = parseRequirements(text, lambda);
+    if (requirements.length === 0) return undefined;
+    const started = performance.now();
+    const missing = requirements.filter((r) => !this.installedDir(r));
+    const dirs = await Promise.all(
+      requirements.map((r) => (missing.includes(r) ? this.#installOne(lambda, r) : undefined)),
+    );
+    const packages: Record<string, string> = {};
+    for (const [i, r] of requirements.entries())
+      packages[r.dir] = dirs[i] ?? join(this.#opts.dir, r.dir);
+    return { requirements, packages, ms: performance.now() - started };
+  }
+
+  #installOne(lambda: string, req: Requirement): Promise<string> {
+    let pending = this.#inflight.get(req.dir);
+    if (!pending) {
+      const run = this.#queue.then(() => this.#runInstall(lambda, req));
+      this.#queue = run.catch(() => {});
+      pending = run.finally(() => this.#inflight.delete(req.dir));
+      this.#inflight.set(req.dir, pending);
+    }
+    return pending;
+  }
+
+  async #runInstall(lambda: string, req: Requirement): Promise<string> {
+    const done = this.installedDir(req);
+    if (done) return done;
+    const target = join(this.#opts.dir, req.dir);
+    const scratch = join(this.#opts.dir, ".tmp", `${req.dir}-${randomUUID().slice(0, 8)}`);
+    await mkdir(scratch, { recursive: true });
+    const started = performance.now();
+    const pin = `${req.name}==${req.version}`;
+    this.#log.info({ lambda, package: pin }, "installing a Python package with pip");
+    const args = [
+      "python3",
+      "-m",
+      "pip",
+      "install",
+      "--no-deps",
+      "--no-input",
+      "--no-cache-dir",
+      "--disable-pip-version-check",
+      "--no-warn-script-location",
+      // Building an sdist uses the base's setuptools and wheel: an isolated build env would
+      // have to download them.
+      "--no-build-isolation",
+      "--target",
+      `/host/${req.dir}`,
+    ];
+    const index = this.#opts.index ?? "";
+    if (index === "none") args.push("--no-index");
+    else if (index !== "") args.push("--index-url", index);
+    const packages: Record<string, string> = { "ol-runtime": nodeGuestRuntimeDir() };
+    if (this.#opts.findLinks) {
+      packages[FIND_LINKS_PACKAGE] = this.#opts.findLinks;
+      args.push("--find-links", `/packages/${FIND_LINKS_PACKAGE}`);
+    }
+    args.push(pin);
+    const lines: string[] = [];
+    let sandbox: Awaited<ReturnType<SandboxBackend["create"]>> | undefined;
+    try {
+      sandbox = await this.#opts.backend.create({
+        codeDir: scratch,
+        scratchDir: scratch,
+        runtime: "node",
+        command: ["node", "/packages/ol-runtime/exec-guest.js"],
+        limits: this.#opts.limits,
+        network: "host",
+        packages,
+        env: { HOME: "/host/.home" },
+        labels: { lambda, role: "installer", package: pin },
+      });
+      const exit = await this.#exec(sandbox.dispatcher, args, lines, lambda);
+      if (exit !== 0) {
+        throw new DependencyInstallError(
+          `lambda ${lambda}: installing ${pin} with pip failed: ${summarise(lines)}`,
+        );
+      }
+      const installed = join(scratch, req.dir);
+      const entries = await readdir(installed).catch(() => [] as string[]);
+      if (!entries.some((e) => e.endsWith(".dist-info") || e.endsWith(".egg-info"))) {
+        throw new DependencyInstallError(
+          `lambda ${lambda}: installing ${pin} with pip left no package metadata: ${summarise(lines)}`,
+        );
+      }
+      await writeFile(join(installed, MARKER), `${new Date().toISOString()}\n`);
+      await rm(target, { recursive: true, force: true });
+      await rename(installed, target);
+    } catch (error) {
+      throw error instanceof DependencyInstallError
+        ? error
+        : new DependencyInstallError(
+            `lambda ${lambda}: the installer for ${pin} failed: ${(error as Error).message}`,
+            { cause: error },
+          );
+    } finally {
+      await sandbox?.destroy("installer-done").catch(() => {});
+      await rm(scratch, { recursive: true, force: true }).catch(() => {});
+    }
+    this.#log.info(
+      { lambda, package: pin, ms: Math.round(performance.now() - started) },
+      "Python package installed",
+    );
+    return target;
+  }
+
+  async #exec(
+    dispatcher: Dispatcher,
+    argv: string[],
+    lines: string[],
+    lambda: string,
+  ): Promise<number> {
+    const env: Record<string, string> = {
+      HOME: "/host/.home",
+      PIP_ROOT_USER_ACTION: "ignore",
+    };
+    const res = await request("http://installer/run", {
+      dispatcher,
+      method: "POST",
+      body: JSON.stringify({ argv, cwd: "/host", env }),
+      signal: AbortSignal.timeout(this.#opts.limits.timeoutMs),
+    });
+    let exit = 1;
+    for await (const raw of createInterface({ input: res.body })) {
+      const msg = JSON.parse(raw) as { line?: string; exit?: number };
+      if (msg.line !== undefined) {
+        lines.push(msg.line);
+        if (lines.length > 200) lines.shift();
+        this.#log.debug({ lambda, pip: msg.line }, "pip progress");
+      }
+      if (msg.exit !== undefined) exit = msg.exit;
+    }
+    return exit;
+  }
+}
+
+/** pip's ERROR lines (what failed), or its last lines. */
+function summarise(lines: readonly string[]): string {
+  const errors = lines.filter((l) => /^ERROR:|error:/i.test(l.trim())).slice(0, 4);
+  return (
+    (errors.length > 0 ? errors : lines.slice(-4)).join(" | ").slice(0, 2000) ||
+    "pip exited with an error"
+  );
+}
