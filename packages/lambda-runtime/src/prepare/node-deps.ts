@@ -3,11 +3,10 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { type Logger, type SandboxBackend, silentLogger } from "@openlambda/sandbox-core";
-import { request } from "undici";
 import { DependencyInstallError } from "../errors.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
+import { execInSandbox, summariseFailure } from "./exec-client.js";
 
 export interface NodeDepsOptions {
   readonly backend: SandboxBackend;
@@ -152,10 +151,17 @@ export class NodeDepsInstaller {
     try {
       for (const [i, argv] of steps.entries()) {
         const cwd = i === 0 ? "/host" : `/host/${work}`;
-        const exit = await this.#exec(sandbox.dispatcher, argv, cwd, lines, lambda);
-        if (exit !== 0) {
+        const run = await execInSandbox(sandbox.dispatcher, {
+          argv,
+          cwd,
+          env: this.#installEnv(),
+          timeoutMs: this.#opts.limits.timeoutMs,
+          onLine: (line) => this.#log.debug({ lambda, pnpm: line }, "install progress"),
+        });
+        lines.push(...run.lines);
+        if (run.exit !== 0) {
           throw new DependencyInstallError(
-            `lambda ${lambda}: installing dependencies (${set.names.join(", ")}) failed: ${summarise(lines)}`,
+            `lambda ${lambda}: installing dependencies (${set.names.join(", ")}) failed: ${summariseFailure(lines, /ERR_PNPM|ERR!/, "pnpm")}`,
           );
         }
       }
@@ -178,36 +184,14 @@ export class NodeDepsInstaller {
     return { dir: target, reused: false, ms };
   }
 
-  async #exec(
-    dispatcher: import("undici").Dispatcher,
-    argv: string[],
-    cwd: string,
-    lines: string[],
-    lambda: string,
-  ): Promise<number> {
+  #installEnv(): Record<string, string> {
     const env: Record<string, string> = {
       HOME: "/host/.home",
       CI: "true",
       NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE,
     };
     if (this.#opts.registryUrl) env.npm_config_registry = this.#opts.registryUrl;
-    const res = await request("http://installer/run", {
-      dispatcher,
-      method: "POST",
-      body: JSON.stringify({ argv, cwd, env }),
-      signal: AbortSignal.timeout(this.#opts.limits.timeoutMs),
-    });
-    let exit = 1;
-    for await (const raw of createInterface({ input: res.body })) {
-      const msg = JSON.parse(raw) as { line?: string; exit?: number };
-      if (msg.line !== undefined) {
-        lines.push(msg.line);
-        if (lines.length > 200) lines.shift();
-        this.#log.debug({ lambda, pnpm: msg.line }, "install progress");
-      }
-      if (msg.exit !== undefined) exit = msg.exit;
-    }
-    return exit;
+    return env;
   }
 }
 
@@ -233,15 +217,6 @@ async function dependencySet(codeDir: string): Promise<DependencySet | undefined
     if (text !== undefined) hash.update(`${lock}\n${text}`);
   }
   return { hash: hash.digest("hex").slice(0, 20), names };
-}
-
-/** The lines of pnpm's output that say what failed (its ERR_PNPM lines), or its last lines. */
-function summarise(lines: readonly string[]): string {
-  const errors = lines.filter((l) => /ERR_PNPM|ERR!/.test(l)).slice(0, 4);
-  return (
-    (errors.length > 0 ? errors : lines.slice(-4)).join(" | ").slice(0, 2000) ||
-    "pnpm exited with an error"
-  );
 }
 
 /** The pnpm package this worker ships, exposed read-only to installer sandboxes. */

@@ -2,10 +2,10 @@ import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { type Logger, type SandboxBackend, silentLogger } from "@openlambda/sandbox-core";
-import { type Dispatcher, request } from "undici";
+
 import { DependencyInstallError } from "../errors.js";
+import { execInSandbox, summariseFailure } from "../prepare/exec-client.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import { parseRequirements, type Requirement } from "./requirements.js";
 
@@ -146,8 +146,15 @@ export class PipInstaller {
         env: { HOME: "/host/.home" },
         labels: { lambda, role: "installer", package: pin },
       });
-      const exit = await this.#exec(sandbox.dispatcher, args, lines, lambda);
-      if (exit !== 0) {
+      const run = await execInSandbox(sandbox.dispatcher, {
+        argv: args,
+        cwd: "/host",
+        env: { HOME: "/host/.home", PIP_ROOT_USER_ACTION: "ignore" },
+        timeoutMs: this.#opts.limits.timeoutMs,
+        onLine: (line) => this.#log.debug({ lambda, pip: line }, "pip progress"),
+      });
+      lines.push(...run.lines);
+      if (run.exit !== 0) {
         throw new DependencyInstallError(
           `lambda ${lambda}: installing ${pin} with pip failed: ${summarise(lines)}`,
         );
@@ -179,42 +186,9 @@ export class PipInstaller {
     );
     return target;
   }
-
-  async #exec(
-    dispatcher: Dispatcher,
-    argv: string[],
-    lines: string[],
-    lambda: string,
-  ): Promise<number> {
-    const env: Record<string, string> = {
-      HOME: "/host/.home",
-      PIP_ROOT_USER_ACTION: "ignore",
-    };
-    const res = await request("http://installer/run", {
-      dispatcher,
-      method: "POST",
-      body: JSON.stringify({ argv, cwd: "/host", env }),
-      signal: AbortSignal.timeout(this.#opts.limits.timeoutMs),
-    });
-    let exit = 1;
-    for await (const raw of createInterface({ input: res.body })) {
-      const msg = JSON.parse(raw) as { line?: string; exit?: number };
-      if (msg.line !== undefined) {
-        lines.push(msg.line);
-        if (lines.length > 200) lines.shift();
-        this.#log.debug({ lambda, pip: msg.line }, "pip progress");
-      }
-      if (msg.exit !== undefined) exit = msg.exit;
-    }
-    return exit;
-  }
 }
 
 /** pip's ERROR lines (what failed), or its last lines. */
 function summarise(lines: readonly string[]): string {
-  const errors = lines.filter((l) => /^ERROR:|error:/i.test(l.trim())).slice(0, 4);
-  return (
-    (errors.length > 0 ? errors : lines.slice(-4)).join(" | ").slice(0, 2000) ||
-    "pip exited with an error"
-  );
+  return summariseFailure(lines, /^\s*(ERROR:|error:)/i, "pip");
 }
