@@ -71,10 +71,17 @@ async function importIfMissing(
   logger?.info({ image, dir }, "importing base directory into the docker engine");
   const started = performance.now();
   // tar(1) rather than a tar writer in JS: it keeps hard links, modes, devices and long names
-  // right, and this runs once per base, far from the hot path.
-  const tar = spawn("tar", ["--numeric-owner", "-C", dir, "-cf", "-", "."], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  // right, and this runs once per base, far from the hot path. A hard-linked base shares its
+  // inodes with the host's files, so any other link made or removed meanwhile (another base
+  // being built) changes their ctime: tar then says "file changed as we read it" and exits 1
+  // although every byte it sent is right. Only that warning is silenced and forgiven.
+  const tar = spawn(
+    "tar",
+    ["--numeric-owner", "--warning=no-file-changed", "-C", dir, "-cf", "-", "."],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let tarStderr = "";
   tar.stderr.setEncoding("utf8").on("data", (d: string) => {
     tarStderr = (tarStderr + d).slice(-2000);
@@ -110,7 +117,7 @@ async function importIfMissing(
   }
   const exit = await tarExit;
   const failure =
-    exit !== 0
+    exit !== 0 && !(exit === 1 && tarStderr.trim() === "")
       ? `tar of ${dir} failed (${exit}): ${tarStderr.trim()}`
       : progressError(progress) && `the engine refused it: ${progressError(progress)}`;
   if (failure) {
