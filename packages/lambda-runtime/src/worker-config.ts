@@ -25,6 +25,8 @@ export interface WorkerConfig {
   queue_size: number;
   /** Most sandboxes one lambda may scale out to. */
   max_instances: number;
+  /** Requests one Node sandbox serves at once (1: OpenLambda's one at a time). */
+  instance_concurrency: number;
   /** How long an idle instance stays running before it is paused, ms (0: at once). */
   pause_idle_ms: number;
   limits: {
@@ -66,6 +68,7 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
     body_limit_mb: 6,
     queue_size: 100,
     max_instances: 4,
+    instance_concurrency: 8,
     pause_idle_ms: 100,
     limits: {
       procs: 10,
@@ -102,6 +105,7 @@ const RULES: Record<string, Rule> = {
   body_limit_mb: "posint",
   queue_size: "posint",
   max_instances: "posint",
+  instance_concurrency: "posint",
   pause_idle_ms: "nonneg",
   "limits.procs": "posint",
   "limits.mem_mb": "posint",

@@ -1,10 +1,15 @@
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Client } from "undici";
+import { Pool } from "undici";
 
-/** One keep-alive HTTP/1.1 connection pool to a guest's unix socket. */
-export function guestClient(socketPath: string): Client {
-  return new Client("http://guest", {
+/**
+ * A keep-alive HTTP/1.1 connection pool to a guest's unix socket. A guest that serves several
+ * requests at once (Node's does) gets up to `connections` of them; HTTP/1.1 without pipelining
+ * carries one request per connection at a time.
+ */
+export function guestClient(socketPath: string, connections = 8): Pool {
+  return new Pool("http://guest", {
+    connections,
     socketPath,
     keepAliveTimeout: 60_000,
     keepAliveMaxTimeout: 600_000,

@@ -88,6 +88,7 @@ describe("SandboxedInstance", () => {
       logger: silentLogger,
       reuseSandbox: true,
       pauseIdleMs: 0,
+      concurrency: 1,
       onAvailable: () => {},
     });
     const first = await instance.invoke({ method: "GET", path: "/", headers: {}, body: null });

@@ -25,6 +25,11 @@ export interface InstanceOptions {
   readonly pauseIdleMs: number;
   /** Called whenever the instance can take work again (or has stopped). */
   readonly onAvailable: () => void;
+  /**
+   * Requests one sandbox serves at once: a Node guest answers several while others wait on I/O
+   * (1 keeps OpenLambda's one-at-a-time; it is forced when the sandbox is not reused).
+   */
+  readonly concurrency: number;
   /** A ready sandbox with the code loaded (a zygote), tried before a cold create. */
   readonly takeReady?: () => Promise<{ sandbox: Sandbox; release: () => void } | undefined>;
 }
@@ -45,15 +50,16 @@ const DROP_HEADERS = new Set([
 /**
  * A virtual sandbox for one lambda version: 0 or 1 real sandboxes behind it. It creates one on
  * demand (after reserving its memory), unpauses it for work, pauses it when idle, and drops it
- * after a crash or a timeout so that the next call gets a fresh one. One request at a time.
+ * after a crash or a timeout so that the next call gets a fresh one. It serves up to
+ * `concurrency` requests at once; all of them wait for the same sandbox while it starts.
  */
 export class SandboxedInstance implements LambdaInstance {
   readonly id = `i-${randomUUID().slice(0, 8)}`;
   readonly lambda: string;
   readonly version: string;
   #sandbox: Sandbox | undefined;
-  #starting = false;
-  #busy = false;
+  #starting: Promise<Sandbox> | undefined;
+  #inflight = 0;
   #stopped = false;
   #idleTimer: NodeJS.Timeout | undefined;
   /** An idle pause under way: the sandbox says "running" until the freeze is done. */
@@ -74,20 +80,26 @@ export class SandboxedInstance implements LambdaInstance {
   }
 
   get state(): LambdaInstanceState {
-    if (this.#stopped && !this.#busy) return "stopped";
+    if (this.#stopped && this.#inflight === 0) return "stopped";
     if (this.#starting) return "starting";
     const s = this.sandbox;
     if (!s) return "empty";
     return s.state === "paused" ? "paused" : "running";
   }
 
-  /** Free for the next request. */
+  /** Free for one more request. */
   get available(): boolean {
-    return !this.#busy && !this.#stopped;
+    const limit = this.#opts.reuseSandbox ? this.#opts.concurrency : 1;
+    return !this.#stopped && this.#inflight < limit;
   }
 
   get busy(): boolean {
-    return this.#busy;
+    return this.#inflight > 0;
+  }
+
+  /** Requests this instance is serving now. */
+  get inflight(): number {
+    return this.#inflight;
   }
 
   get lastUsed(): number {
@@ -100,7 +112,7 @@ export class SandboxedInstance implements LambdaInstance {
 
   async invoke(request: InvokeRequest): Promise<InvokeResponse> {
     if (!this.available) throw new Error(`instance ${this.id} is busy or stopped`);
-    this.#busy = true;
+    this.#inflight++;
     this.#invocations++;
     clearTimeout(this.#idleTimer);
     let finished = false;
@@ -128,7 +140,7 @@ export class SandboxedInstance implements LambdaInstance {
   /** Destroys the sandbox when no request uses it; resolves whether it did. */
   async evictIfIdle(): Promise<boolean> {
     const s = this.sandbox;
-    if (!s || this.#busy || this.#starting) return false;
+    if (!s || this.#inflight > 0 || this.#starting) return false;
     await s.destroy("evicted");
     return true;
   }
@@ -141,8 +153,8 @@ export class SandboxedInstance implements LambdaInstance {
   async drain(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#idleTimer);
-    if (this.#busy) {
-      // The call in flight gets its full time limit to finish, no more.
+    if (this.#inflight > 0) {
+      // The calls in flight get their full time limit to finish, no more.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.#opts.spec.limits.timeoutMs);
         this.#drained = () => {
@@ -155,7 +167,9 @@ export class SandboxedInstance implements LambdaInstance {
     this.#opts.onAvailable();
   }
 
+  /** The sandbox, unpaused; created (once, for every request waiting) when there is none. */
   async #ready(): Promise<Sandbox> {
+    if (this.#starting) return this.#starting;
     const current = this.sandbox;
     if (current) {
       // A pause that started before this call still freezes the sandbox after it: unpause
@@ -164,38 +178,39 @@ export class SandboxedInstance implements LambdaInstance {
         await this.#opts.timers.time("unpause", () => current.unpause());
       return current;
     }
-    this.#starting = true;
+    this.#starting = this.#provision();
     try {
-      const ready = await this.#opts.takeReady?.().catch(() => undefined);
-      let sandbox: Sandbox;
-      let release: () => void;
-      if (ready) {
-        ({ sandbox, release } = ready);
-      } else {
-        release = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
-        try {
-          sandbox = await this.#opts.timers.time("sandbox-create", () =>
-            this.#opts.backend.create(this.#opts.spec),
-          );
-        } catch (error) {
-          release();
-          throw error;
-        }
-      }
-      void sandbox.dead.then((reason) => {
-        release();
-        this.#opts.logger.debug(
-          { sandbox: sandbox.id, lambda: this.lambda, reason },
-          "sandbox gone",
-        );
-        if (this.#sandbox === sandbox) this.#sandbox = undefined;
-        this.#opts.onAvailable();
-      });
-      this.#sandbox = sandbox;
-      return sandbox;
+      return await this.#starting;
     } finally {
-      this.#starting = false;
+      this.#starting = undefined;
     }
+  }
+
+  async #provision(): Promise<Sandbox> {
+    const ready = await this.#opts.takeReady?.().catch(() => undefined);
+    let sandbox: Sandbox;
+    let release: () => void;
+    if (ready) {
+      ({ sandbox, release } = ready);
+    } else {
+      release = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
+      try {
+        sandbox = await this.#opts.timers.time("sandbox-create", () =>
+          this.#opts.backend.create(this.#opts.spec),
+        );
+      } catch (error) {
+        release();
+        throw error;
+      }
+    }
+    void sandbox.dead.then((reason) => {
+      release();
+      this.#opts.logger.debug({ sandbox: sandbox.id, lambda: this.lambda, reason }, "sandbox gone");
+      if (this.#sandbox === sandbox) this.#sandbox = undefined;
+      this.#opts.onAvailable();
+    });
+    this.#sandbox = sandbox;
+    return sandbox;
   }
 
   async #send(
@@ -270,8 +285,12 @@ export class SandboxedInstance implements LambdaInstance {
   }
 
   #done(): void {
-    this.#busy = false;
+    this.#inflight--;
     this.#lastUsed = Date.now();
+    if (this.#inflight > 0) {
+      this.#opts.onAvailable();
+      return;
+    }
     if (this.#drained) {
       this.#drained();
       return;
@@ -281,7 +300,7 @@ export class SandboxedInstance implements LambdaInstance {
       void sandbox.destroy("no-reuse");
     } else if (sandbox) {
       this.#idleTimer = setTimeout(() => {
-        if (!this.#busy && sandbox.state === "running") {
+        if (this.#inflight === 0 && sandbox.state === "running") {
           const pausing = sandbox
             .pause()
             .catch((error: unknown) => {

@@ -15,6 +15,8 @@ export interface FunctionOptions {
   readonly queueSize: number;
   readonly maxInstances: number;
   readonly pauseIdleMs: number;
+  /** Requests one Node sandbox serves at once (other runtimes: 1). */
+  readonly instanceConcurrency: number;
   /** How long the autoscaler lets queued work wait before it wants another instance, ms. */
   readonly targetWaitMs: number;
   readonly specFor: (code: LambdaCode) => SandboxSpec;
@@ -136,7 +138,7 @@ export class LambdaFunction {
     if (this.#instances.length >= this.#opts.maxInstances) return false;
     if (this.#instances.length === 0) return true;
     if (this.#instances.some((i) => i.state === "starting")) return false;
-    const outstanding = this.#queue.length + this.#instances.filter((i) => i.busy).length;
+    const outstanding = this.#queue.length + this.#instances.reduce((n, i) => n + i.inflight, 0);
     const desired = Math.ceil(
       (outstanding * Math.max(this.#avgRunMs, 1)) / this.#opts.targetWaitMs,
     );
@@ -153,6 +155,7 @@ export class LambdaFunction {
       version: this.#code.version,
       backend: this.#opts.backend,
       spec,
+      concurrency: spec.runtime === "node" ? this.#opts.instanceConcurrency : 1,
       pool: this.#opts.pool,
       timers: this.#opts.timers,
       logger: this.#opts.logger,

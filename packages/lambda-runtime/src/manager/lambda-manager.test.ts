@@ -147,7 +147,7 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
   });
 
   it("answers 429 when the queue is full", async () => {
-    await start({ queue_size: 1, max_instances: 1 });
+    await start({ queue_size: 1, max_instances: 1, instance_concurrency: 1 });
     await lambda("busy", { "f.js": SLOW });
     const first = manager.invoke("busy", req('{"ms": 300}'));
     await sleep(50);
@@ -158,7 +158,7 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
   });
 
   it("scales a busy lambda out to several sandboxes, bounded by max_instances", async () => {
-    await start({ max_instances: 3 });
+    await start({ max_instances: 3, instance_concurrency: 1 });
     await lambda("wide", { "f.js": SLOW });
     await text(await manager.invoke("wide", req('{"ms": 100}'))); // teaches the autoscaler the run time
     const results = await Promise.all(
@@ -166,6 +166,20 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
     );
     expect(results).toEqual(Array(9).fill('{"ms":150}'));
     expect(creates()).toBe(3);
+  });
+
+  it("serves several calls at once in one Node sandbox, up to instance_concurrency", async () => {
+    await start({ max_instances: 1, instance_concurrency: 3 });
+    // Each call reports how many calls its sandbox was serving at the most while it ran.
+    await lambda("io", {
+      "f.js": `let now = 0, most = 0;
+exports.f = async () => { now++; most = Math.max(most, now); await new Promise((r) => setTimeout(r, 300)); now--; return most; };`,
+    });
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => manager.invoke("io", req()).then(text)),
+    );
+    expect(creates()).toBe(1);
+    expect(Math.max(...results.map(Number))).toBe(3); // three at once, the fourth waited
   });
 
   it("pauses an idle lambda's sandbox and unpauses it for the next call", async () => {

@@ -167,6 +167,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
         queueSize: this.#opts.config.queue_size,
         maxInstances: this.#opts.config.max_instances,
         pauseIdleMs: this.#opts.config.pause_idle_ms,
+        instanceConcurrency: this.#opts.config.instance_concurrency,
         targetWaitMs: this.#opts.targetWaitMs ?? 50,
         specFor: (c) => this.specFor(c),
         takeReady: (c, spec) =>
@@ -371,10 +372,18 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
 }
 
 /** Whether a version runs on the Python runtime (a version without an entry fails later). */
+/** Per code version (the registry hands out one object per version): off the warm path's disk. */
+const pythonByCode = new WeakMap<LambdaCode, boolean>();
+
 function isPython(code: LambdaCode): boolean {
-  try {
-    return detectRuntime(code) === "python";
-  } catch {
-    return false;
+  let python = pythonByCode.get(code);
+  if (python === undefined) {
+    try {
+      python = detectRuntime(code) === "python";
+    } catch {
+      python = false;
+    }
+    pythonByCode.set(code, python);
   }
+  return python;
 }

@@ -44,7 +44,7 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
 
   it("hands a ready root runtime to a lambda without packages, once, and refills the pool", async () => {
     await start({ packages: [], children: [] });
-    await vi.waitFor(() => expect(readyCount()).toBe(2), { timeout: 5000 });
+    await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
     await writeTree(join(root, "registry", "a"), {
       "f.js": "exports.f = () => ({ who: 'a', env: process.env.A_VAR ?? null });",
       "ol.yaml": "environment:\n  A_VAR: from-a\n",
@@ -80,7 +80,7 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
     };
     const ids = debug.lambdas.map((l) => l.instances[0]?.sandbox?.id);
     expect(new Set(ids).size).toBe(2);
-    await vi.waitFor(() => expect(readyCount()).toBe(2), { timeout: 5000 });
+    await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
     expect(creates() - before).toBe(2); // the two refills
   });
 
@@ -93,13 +93,13 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
 
   it("does not give a ready runtime to a lambda with its own limits", async () => {
     await start({ packages: [] });
-    await vi.waitFor(() => expect(readyCount()).toBe(2), { timeout: 5000 });
+    await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
     await writeTree(join(root, "registry", "big"), {
       "f.js": "exports.f = () => 1;",
       "ol.yaml": "limits:\n  memory: 256\n",
     });
     await text(await manager.invoke("big", { method: "POST", path: "/", headers: {}, body: null }));
     expect(manager.stats()["zygote.hits.root"]).toBeUndefined();
-    expect(readyCount()).toBe(2);
+    expect(readyCount()).toBe(3);
   });
 });

@@ -255,7 +255,7 @@ export class ZygotePool {
   #fill(node: TreeNode): void {
     if (this.#stopped || !this.#wanted.has(node.id)) return;
     const isRoot = node === this.#opts.tree;
-    const size = isRoot ? (this.#opts.rootSize ?? 2) : (this.#opts.nodeSize ?? 1);
+    const size = isRoot ? (this.#opts.rootSize ?? 3) : (this.#opts.nodeSize ?? 2);
     const have = (this.#ready.get(node.id)?.length ?? 0) + (this.#starting.get(node.id) ?? 0);
     if (have >= size) return;
     const mb = this.#opts.limits.memoryMb;
