@@ -8,14 +8,14 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { guestClient, waitForGuestSocket } from "@openlambda/sandbox-core";
-import type { Client } from "undici";
+import type { Pool } from "undici";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { tempDir, writeTree } from "../testing/fixtures.js";
 
 const GUEST = fileURLToPath(new URL("../guest/python/ol_guest.py", import.meta.url));
 const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
-const started: { child: ChildProcess; client: Client; cleanup: () => Promise<void> }[] = [];
+const started: { child: ChildProcess; client: Pool; cleanup: () => Promise<void> }[] = [];
 
 async function guest(files: Record<string, string>, env: Record<string, string> = {}) {
   const { dir, cleanup } = await tempDir("ol-pyguest-");
