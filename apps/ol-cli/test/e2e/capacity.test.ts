@@ -16,7 +16,8 @@ await describeBackends("capacity", (backend) => {
     beforeAll(async () => {
       w = await Worker.start({
         backend,
-        options: ["queue_size=1", "max_instances=1"],
+        // One call at a time in the one sandbox, so the queue is what fills.
+        options: ["queue_size=1", "max_instances=1", "instance_concurrency=1"],
         lambdas: { slow: L.slow },
       });
     });

@@ -13,7 +13,8 @@ await describeBackends("invoking lambdas", (backend) => {
   beforeAll(async () => {
     w = await Worker.start({
       backend,
-      options: ["pause_idle_ms=100", "max_instances=4"],
+      // One call per sandbox at a time, so concurrent calls must scale out.
+      options: ["pause_idle_ms=100", "max_instances=4", "instance_concurrency=1"],
       lambdas: {
         echo: L.echo,
         web: L.web,
