@@ -49,6 +49,7 @@ export {
   parseWorkerConfig,
   type WorkerConfig,
 } from "./worker-config.js";
+export { PythonForkPool, type PythonForkPoolOptions } from "./zygote/python-fork-pool.js";
 export {
   DEFAULT_TREE,
   loadTree,

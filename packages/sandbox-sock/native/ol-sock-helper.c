@@ -16,7 +16,25 @@
  *   guest does, which makes the kernel kill everything else in the pid namespace and drop its
  *   mounts: nothing the sandbox mounted is ever visible on the host.
  *
+ * Zygote mode (`--zygote 1`): the sandbox of a fork server (see native/ol_fork_server.py). No
+ *   pid namespace (a child's pid namespace must be a descendant of the forker's, and children
+ *   are created by the helper in the worker's), no /proc; the helper is a child subreaper that
+ *   reaps forked guests orphaned by the fork server's children and exits only once the fork
+ *   server is gone and no forked guest is left. The fork server keeps uid 0 with only
+ *   CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SETUID, CAP_SETGID and CAP_SETPCAP, no_new_privs and the
+ *   seccomp filter minus setns: it may enter a child's namespaces, it cannot mount anything.
+ *
+ * Fork mode (`--fork-from SOCKET`): the child of a zygote. init builds the sandbox as usual
+ *   (cgroups, mounts, pivot, privileges, seccomp) but execs nothing: the helper sends the
+ *   sandbox's namespace fds, its cgroup.procs fds, the log pipe, uid/gid, argv, environment and
+ *   the guest seccomp program to the fork server listening on SOCKET (SCM_RIGHTS); a forked copy
+ *   of the server enters the namespaces and cgroups and forks the guest into the pid namespace,
+ *   which drops every privilege and installs the filter itself before running anything of the
+ *   lambda. The server answers "ok HOSTPID"; init then watches that guest (a pidfd: it is not
+ *   init's child) and exits when it does, like a normal sandbox.
+ *
  * Options:
+ *   --zygote 0|1    zygote mode                  --fork-from SOCKET  fork mode
  *   --root DIR      base root filesystem (bind-mounted read-only, nosuid, nodev)
  *   --code DIR      read-only at /handler        --scratch DIR   read-write at /host
  *   --tmp DIR       read-write at /tmp           --pkg NAME=DIR  read-only at /packages/NAME
@@ -37,6 +55,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
+#include <sys/un.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -72,7 +92,8 @@ struct options {
   const char *cgroups[MAX_LIST];
   int ncgroups;
   long log_max;
-  int net_none, seccomp;
+  int net_none, seccomp, zygote;
+  const char *fork_from;
   uid_t uid;
   gid_t gid;
   pid_t ppid;
@@ -129,6 +150,8 @@ static void parse(int argc, char **argv, struct options *o) {
     else if (strcmp(a, "--ppid") == 0) o->ppid = (pid_t)number(v, a);
     else if (strcmp(a, "--seccomp") == 0) o->seccomp = number(v, a) != 0;
     else if (strcmp(a, "--tag") == 0) continue;
+    else if (strcmp(a, "--zygote") == 0) o->zygote = number(v, a) != 0;
+    else if (strcmp(a, "--fork-from") == 0) o->fork_from = v;
     else if (strcmp(a, "--net") == 0) {
       if (strcmp(v, "none") == 0) o->net_none = 1;
       else if (strcmp(v, "host") != 0) fail("--net must be host or none, got", v);
@@ -147,6 +170,7 @@ static void parse(int argc, char **argv, struct options *o) {
   if (!o->root || !o->code || !o->scratch || !o->tmp || !o->log || !o->argv)
     fail("run needs --root, --code, --scratch, --tmp, --log and -- COMMAND", NULL);
   if (o->uid == 0 || o->gid == 0) fail("refusing to run a guest as uid or gid 0", NULL);
+  if (o->zygote && o->fork_from) fail("--zygote and --fork-from exclude each other", NULL);
 }
 
 /* ---- mounts ------------------------------------------------------------------------------ */
@@ -244,9 +268,13 @@ static void setup_mounts(const struct options *o) {
   setup_packages(o);
   setup_dev(o->root);
   /* A fresh /proc: this process is pid 1 of the new pid namespace, so it shows only the sandbox. */
-  p = under(o->root, "/proc");
-  if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount proc on", p);
-  free(p);
+  /* A zygote shares the worker's pid namespace: a /proc there would show the host's processes. */
+  if (!o->zygote) {
+    p = under(o->root, "/proc");
+    if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      die("mount proc on", p);
+    free(p);
+  }
   /* pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no way back. */
   if (chdir(o->root) < 0) die("chdir", o->root);
   if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", o->root);
@@ -285,12 +313,33 @@ static void drop_privileges(const struct options *o) {
   if (setuid(0) == 0) fail("still able to become root after dropping privileges", NULL);
 }
 
+/* A zygote's fork server: uid 0 with only what entering a child's sandbox needs. */
+static void zygote_privileges(void) {
+  static const int keep[] = {CAP_SETGID, CAP_SETUID, CAP_SETPCAP, CAP_SYS_CHROOT, CAP_SYS_ADMIN};
+  unsigned long long mask = 0;
+  for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) mask |= 1ULL << keep[i];
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS", NULL);
+  for (int cap = 0; cap <= 63; cap++) {
+    if (mask & (1ULL << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die("PR_CAPBSET_DROP", NULL);
+  }
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (setgroups(0, NULL) < 0) die("setgroups", NULL);
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  data[0].effective = data[0].permitted = (unsigned int)(mask & 0xffffffffu);
+  data[1].effective = data[1].permitted = (unsigned int)(mask >> 32);
+  if (syscall(SYS_capset, &hdr, data) < 0) die("capset", NULL);
+}
+
 #define ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 #define REFUSE(nr)                                      \
   BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1),      \
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
 
-static void install_seccomp(void) {
+/* The guest filter; a zygote's lets setns through (its forked children enter their sandboxes). */
+static struct sock_fprog seccomp_program(int allow_setns) {
   const unsigned int ns_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
                                 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP | 0x00000080;
   struct sock_filter filter[] = {
@@ -302,7 +351,9 @@ static void install_seccomp(void) {
       /* x32 numbers (bit 30) alias the same calls. */
       BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-      REFUSE(SYS_mount), REFUSE(SYS_umount2), REFUSE(SYS_unshare), REFUSE(SYS_setns),
+      REFUSE(SYS_mount), REFUSE(SYS_umount2), REFUSE(SYS_unshare),
+      /* Patched to an impossible number in a zygote's filter. */
+      REFUSE(SYS_setns),
       REFUSE(SYS_pivot_root), REFUSE(SYS_chroot), REFUSE(SYS_ptrace), REFUSE(SYS_bpf),
       REFUSE(SYS_keyctl), REFUSE(SYS_add_key), REFUSE(SYS_request_key), REFUSE(SYS_kexec_load),
       REFUSE(SYS_kexec_file_load), REFUSE(SYS_init_module), REFUSE(SYS_finit_module),
@@ -321,7 +372,19 @@ static void install_seccomp(void) {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
       ALLOW,
   };
-  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof *filter), filter};
+  static struct sock_filter out[sizeof filter / sizeof *filter];
+  memcpy(out, filter, sizeof filter);
+  if (allow_setns) {
+    for (size_t i = 0; i < sizeof filter / sizeof *filter; i++) {
+      if (out[i].code == (BPF_JMP | BPF_JEQ | BPF_K) && out[i].k == SYS_setns) out[i].k = 0xfffffffe;
+    }
+  }
+  struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof *filter), out};
+  return prog;
+}
+
+static void install_seccomp(int allow_setns) {
+  struct sock_fprog prog = seccomp_program(allow_setns);
   if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) die("install seccomp", NULL);
 }
 
@@ -355,7 +418,7 @@ static void init_main(const struct options *o, int out_fd) {
   if (o->net_none) loopback_up();
   if (sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname", NULL);
   drop_privileges(o);
-  if (o->seccomp) install_seccomp();
+  if (o->seccomp) install_seccomp(0);
   /* A copy of the helper's stderr that closes on exec: exec failures are reported there. */
   int err_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
   pid_t pid = fork();
@@ -388,12 +451,228 @@ static void init_main(const struct options *o, int out_fd) {
   }
 }
 
+/* Zygote mode: the fork server itself, the helper's child. Never returns. */
+static void zygote_main(const struct options *o, int out_fd) {
+  join_cgroups(o);
+  setup_mounts(o);
+  if (o->net_none) loopback_up();
+  if (sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname", NULL);
+  zygote_privileges();
+  if (o->seccomp) install_seccomp(1);
+  int null_fd = open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0) die("redirect output", NULL);
+  int err_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (dup2(out_fd, 2) < 0) _exit(EXIT_SETUP);
+  if (null_fd > 2) close(null_fd);
+  close(out_fd);
+  if (chdir("/handler") < 0 && chdir("/") < 0) _exit(EXIT_SETUP);
+  execvpe(o->argv[0], o->argv, environ);
+  dprintf(err_fd, "ol-sock-helper: exec %s: %s\n", o->argv[0], strerror(errno));
+  _exit(EXIT_EXEC);
+}
+
+/*
+ * Fork mode: pid 1 of a sandbox whose guest a zygote forks into it. Builds the sandbox, says
+ * so on `ready_fd`, learns the guest's pid (in this namespace) on `pid_fd`, and lives as long
+ * as that guest does. Never returns.
+ */
+static void adopt_main(const struct options *o, int ready_fd, int pid_fd) {
+  join_cgroups(o);
+  setup_mounts(o);
+  if (o->net_none) loopback_up();
+  if (sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname", NULL);
+  drop_privileges(o);
+  if (o->seccomp) install_seccomp(0);
+  if (write(ready_fd, "r", 1) != 1) die("report ready", NULL);
+  close(ready_fd);
+  int pid = 0;
+  ssize_t n;
+  do n = read(pid_fd, &pid, sizeof pid);
+  while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)sizeof pid) _exit(EXIT_SETUP); /* the helper said why on stderr */
+  close(pid_fd);
+  if (pid <= 0) _exit(0);
+  guest_pid = pid;
+  signal(SIGTERM, forward_to_guest);
+  signal(SIGINT, forward_to_guest);
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) _exit(0); /* already gone */
+  /* The guest is not init's child (its parent is the zygote's): watch it through a pidfd, and
+   * reap whatever else is re-parented here meanwhile. */
+  for (;;) {
+    struct pollfd p = {pidfd, POLLIN, 0};
+    int r = poll(&p, 1, 1000);
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    if (r > 0) _exit(0);
+  }
+}
+
 static volatile pid_t init_pid = 0;
 
 static void kill_sandbox(int sig) {
   /* The worker went away (PR_SET_PDEATHSIG) or asked us to stop: the sandbox goes with it. */
   if (init_pid > 0) kill(init_pid, SIGKILL);
   _exit(128 + sig);
+}
+
+/* ---- fork mode: the hand-over to the zygote ------------------------------------------------ */
+
+struct buf {
+  char *data;
+  size_t len, cap;
+};
+
+static void put(struct buf *b, const void *data, size_t len) {
+  if (b->len + len > b->cap) {
+    b->cap = (b->len + len) * 2 + 256;
+    b->data = realloc(b->data, b->cap);
+    if (!b->data) die("realloc", NULL);
+  }
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+}
+
+static void put_field(struct buf *b, const char *s) { put(b, s, strlen(s) + 1); }
+
+static void put_number(struct buf *b, long v) {
+  char n[32];
+  snprintf(n, sizeof n, "%ld", v);
+  put_field(b, n);
+}
+
+/*
+ * Asks the fork server on o->fork_from to fork this sandbox's guest. Message: a 4-byte length,
+ * then NUL-terminated fields: "ol-fork-1", uid, gid, the number of cgroup fds, argc, argv...,
+ * envc, env..., the guest seccomp program in hex ("" without one); with SCM_RIGHTS fds: the log
+ * pipe, the ipc, uts, net, pid and mnt namespaces of `init`, then the cgroup.procs files.
+ * Returns the guest's pid in the sandbox's pid namespace, or exits with the reason.
+ */
+/*
+ * What the helper opens before it unshares: init's pivot_root moves the helper's root too (they
+ * share the new mount namespace), so the host's /proc, the cgroup files and the zygote's socket
+ * are reached through these afterwards. init closes them first thing.
+ */
+struct handover {
+  int proc, zygote_dir;
+  const char *socket_name;
+  int cgroups[MAX_LIST];
+};
+
+static void open_handover(const struct options *o, struct handover *h) {
+  if ((h->proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) die("open", "/proc");
+  char *dir = strdup(o->fork_from);
+  char *slash = dir ? strrchr(dir, '/') : NULL;
+  if (!slash || !slash[1]) fail("--fork-from must be an absolute socket path, got", o->fork_from);
+  h->socket_name = o->fork_from + (slash - dir) + 1;
+  *slash = 0;
+  if ((h->zygote_dir = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+    die("open the zygote's dir", dir);
+  free(dir);
+  for (int i = 0; i < o->ncgroups; i++) {
+    if ((h->cgroups[i] = open(o->cgroups[i], O_WRONLY | O_CLOEXEC)) < 0)
+      die("open", o->cgroups[i]);
+  }
+}
+
+static void close_handover(const struct options *o, struct handover *h) {
+  close(h->proc);
+  close(h->zygote_dir);
+  for (int i = 0; i < o->ncgroups; i++) close(h->cgroups[i]);
+}
+
+static int ask_zygote(const struct options *o, const struct handover *h, pid_t init, int out_fd) {
+  static const char *ns[] = {"ipc", "uts", "net", "pid", "mnt"};
+  int fds[6 + MAX_LIST], nfds = 0;
+  fds[nfds++] = out_fd;
+  for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "%d/ns/%s", (int)init, ns[i]);
+    if ((fds[nfds++] = openat(h->proc, path, O_RDONLY | O_CLOEXEC)) < 0) die("open /proc/", path);
+  }
+  for (int i = 0; i < o->ncgroups; i++) fds[nfds++] = h->cgroups[i];
+  struct buf b = {0};
+  unsigned int zero = 0;
+  put(&b, &zero, 4);
+  put_field(&b, "ol-fork-1");
+  put_number(&b, (long)o->uid);
+  put_number(&b, (long)o->gid);
+  put_number(&b, o->ncgroups);
+  int argc = 0;
+  while (o->argv[argc]) argc++;
+  put_number(&b, argc);
+  for (int i = 0; i < argc; i++) put_field(&b, o->argv[i]);
+  int envc = 0;
+  while (environ[envc]) envc++;
+  put_number(&b, envc);
+  for (int i = 0; i < envc; i++) put_field(&b, environ[i]);
+  if (o->seccomp) {
+    struct sock_fprog prog = seccomp_program(0);
+    const unsigned char *raw = (const unsigned char *)prog.filter;
+    size_t n = prog.len * sizeof *prog.filter;
+    char *hex = malloc(n * 2 + 1);
+    if (!hex) die("malloc", NULL);
+    for (size_t i = 0; i < n; i++) sprintf(hex + 2 * i, "%02x", raw[i]);
+    put_field(&b, hex);
+    free(hex);
+  } else put_field(&b, "");
+  unsigned int len = (unsigned int)(b.len - 4);
+  memcpy(b.data, &len, 4);
+
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) die("socket", NULL);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  /* Relative to the zygote's dir: no sun_path length limit on the worker's paths either. */
+  if (strlen(h->socket_name) >= sizeof addr.sun_path) fail("fork: socket name too long:", o->fork_from);
+  strcpy(addr.sun_path, h->socket_name);
+  if (fchdir(h->zygote_dir) < 0) die("fork: enter the zygote's dir", o->fork_from);
+  if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0)
+    die("fork: connect to the zygote at", o->fork_from);
+  char control[CMSG_SPACE(sizeof fds)];
+  memset(control, 0, sizeof control);
+  struct iovec iov = {b.data, b.len};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+  memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+  size_t sent = 0;
+  while (sent < b.len) {
+    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) die("fork: send to the zygote", NULL);
+    sent += (size_t)n;
+    iov.iov_base = b.data + sent;
+    iov.iov_len = b.len - sent;
+    msg.msg_control = NULL;
+    msg.msg_controllen = 0;
+  }
+  for (int i = 1; i < 6; i++) close(fds[i]);
+  free(b.data);
+  char reply[1024];
+  size_t got = 0;
+  while (got < sizeof reply - 1) {
+    ssize_t n = read(sock, reply + got, sizeof reply - 1 - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (memchr(reply, '\n', got)) break;
+  }
+  close(sock);
+  reply[got] = 0;
+  char *nl = strchr(reply, '\n');
+  if (nl) *nl = 0;
+  long host_pid = 0, ns_pid = 0;
+  if (sscanf(reply, "ok %ld %ld", &host_pid, &ns_pid) != 2 || ns_pid <= 0)
+    fail("fork: the zygote refused:", got ? reply : "(no answer)");
+  return (int)ns_pid;
 }
 
 /* Copies guest output into the log, starting over when it would pass `max` bytes. */
@@ -417,6 +696,19 @@ static void pump(int in_fd, int log_fd, long max) {
   }
 }
 
+static volatile int server_status = -1;
+
+/* Zygote mode: reaps forked guests orphaned to the helper (it is their subreaper). */
+static void reap_children(int sig) {
+  (void)sig;
+  int saved = errno, status;
+  pid_t p;
+  while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (p == init_pid) server_status = status;
+  }
+  errno = saved;
+}
+
 static int run(int argc, char **argv) {
   struct options o;
   parse(argc, argv, &o);
@@ -429,20 +721,78 @@ static int run(int argc, char **argv) {
   if (log_fd < 0) die("open log", o.log);
   int out[2];
   if (pipe2(out, O_CLOEXEC) < 0) die("pipe", NULL);
-  int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  int ready[2] = {-1, -1}, gpid[2] = {-1, -1};
+  struct handover h;
+  if (o.fork_from) {
+    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(gpid, O_CLOEXEC) < 0) die("pipe", NULL);
+    open_handover(&o, &h);
+  }
+  if (o.zygote) {
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) die("PR_SET_CHILD_SUBREAPER", NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = reap_children;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+  }
+  int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (!o.zygote) flags |= CLONE_NEWPID;
   if (o.net_none) flags |= CLONE_NEWNET;
   if (unshare(flags) < 0) die("unshare", NULL);
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old);
   pid_t pid = fork();
   if (pid < 0) die("fork init", NULL);
   if (pid == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
     close(out[0]);
     close(log_fd);
+    if (o.zygote) {
+      signal(SIGCHLD, SIG_DFL);
+      zygote_main(&o, out[1]);
+    }
+    if (o.fork_from) {
+      close_handover(&o, &h);
+      close(out[1]);
+      close(ready[0]);
+      close(gpid[1]);
+      adopt_main(&o, ready[1], gpid[0]);
+    }
     init_main(&o, out[1]);
   }
   init_pid = pid;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (o.fork_from) {
+    close(ready[1]);
+    close(gpid[0]);
+    char c;
+    ssize_t n;
+    do n = read(ready[0], &c, 1);
+    while (n < 0 && errno == EINTR);
+    close(ready[0]);
+    if (n == 1) {
+      int ns_pid = ask_zygote(&o, &h, pid, out[1]);
+      if (write(gpid[1], &ns_pid, sizeof ns_pid) != (ssize_t)sizeof ns_pid) die("write", NULL);
+    }
+    close(gpid[1]);
+    close_handover(&o, &h);
+  }
   close(out[1]);
   pump(out[0], log_fd, o.log_max);
   int status;
+  if (o.zygote) {
+    /* The fork server is gone; forked guests orphaned here are reaped until none is left. */
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    for (;;) {
+      pid_t p = waitpid(-1, &status, 0);
+      if (p == pid) server_status = status;
+      if (p < 0 && errno != EINTR) break;
+    }
+    return server_status < 0 ? EXIT_SETUP : status_code(server_status);
+  }
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) die("waitpid", NULL);
   }

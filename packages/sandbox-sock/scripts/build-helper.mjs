@@ -3,13 +3,20 @@
 // Off Linux, or without a C compiler, it warns and skips: the TypeScript part still builds, and
 // the backend reports the missing helper with OL_SOCK_HELPER_MISSING at start.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
 const source = join(pkg, "native", "ol-sock-helper.c");
 const output = join(pkg, "dist", "ol-sock-helper");
+
+// The zygote's fork server is plain Python: shipped beside the helper, mounted into zygotes.
+mkdirSync(join(pkg, "dist", "zygote"), { recursive: true });
+copyFileSync(
+  join(pkg, "native", "ol_fork_server.py"),
+  join(pkg, "dist", "zygote", "ol_fork_server.py"),
+);
 
 if (process.platform !== "linux") {
   console.warn(`build-helper: skipped, ${process.platform} is not Linux`);

@@ -16,6 +16,8 @@ export {
   type SockBackendOptions,
   type SockFeatures,
   sockBackend,
+  ZYGOTE_COMMAND,
+  ZYGOTE_PACKAGE,
 } from "./sock-backend.js";
 export { SockSandbox } from "./sock-sandbox.js";
 

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import {
   GUEST_SOCKET_NAME,
   guestClient,
@@ -13,6 +14,7 @@ import {
   SandboxEventHub,
   SandboxGuestStartError,
   type SandboxSpec,
+  SandboxUnsupportedError,
   silentLogger,
   validateSpec,
 } from "@openlambda/sandbox-core";
@@ -56,7 +58,7 @@ export interface SockBackendOptions {
 }
 
 export const SOCK_CAPABILITIES: SandboxCapabilities = {
-  fork: false,
+  fork: true,
   pause: true,
   downsizePausedMemory: true,
   limits: { memory: true, cpu: true, procs: true },
@@ -64,6 +66,24 @@ export const SOCK_CAPABILITIES: SandboxCapabilities = {
 };
 
 const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+
+/** Where a zygote sees the fork server (dist/zygote, shipped beside the helper). */
+export const ZYGOTE_PACKAGE = "ol-zygote";
+/** What a `role: "zygote"` sandbox runs, whatever its spec's command says. */
+export const ZYGOTE_COMMAND = [
+  "python3",
+  "-S",
+  "-u",
+  `/packages/${ZYGOTE_PACKAGE}/ol_fork_server.py`,
+] as const;
+/** The fork server's control socket, in the zygote's scratch dir. */
+const FORK_SOCKET_NAME = "fork.sock";
+
+/** How a sandbox comes to be: a plain create, a zygote, or a child forked from a zygote. */
+type CreateMode =
+  | { readonly kind: "leaf" }
+  | { readonly kind: "zygote" }
+  | { readonly kind: "child"; readonly forkSocket: string };
 
 /**
  * The SOCK backend: each sandbox is a pid/ipc/uts/mount (and for `network: none`, net)
@@ -88,8 +108,11 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     seccomp: options.features?.seccomp ?? true,
     downsizePausedMemory: options.features?.downsizePausedMemory ?? true,
   };
+  const zygoteDir = join(dirname(helper), "zygote");
   const capabilities: SandboxCapabilities = {
     ...SOCK_CAPABILITIES,
+    // A custom helper without the fork server next to it cannot make zygotes.
+    fork: existsSync(join(zygoteDir, "ol_fork_server.py")),
     downsizePausedMemory: features.downsizePausedMemory,
   };
   const tag = workerTag(workDir);
@@ -128,10 +151,18 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     return ready;
   };
 
-  const create = async (spec: SandboxSpec): Promise<Sandbox> => {
+  const create = async (spec: SandboxSpec, mode: CreateMode): Promise<Sandbox> => {
     validateSpec(spec, capabilities);
+    if (mode.kind === "zygote" && !capabilities.fork)
+      throw new SandboxUnsupportedError(
+        `sock backend: no fork server beside the helper (${zygoteDir}); cannot make zygotes`,
+      );
     const started = performance.now();
     await prepare();
+    const zygote = mode.kind === "zygote";
+    // A zygote's dirs belong to its fork server (uid 0 without CAP_DAC_OVERRIDE), never a guest.
+    const dirUid = zygote ? 0 : uid;
+    const dirGid = zygote ? 0 : gid;
     const id = `sb-${randomBytes(5).toString("hex")}`;
     const stateDir = join(stateRoot, id);
     const ownScratch = spec.scratchDir === undefined;
@@ -143,8 +174,8 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     try {
       await mkdir(stateDir, { mode: 0o700 });
       await Promise.all([
-        guestDir(tmpDir, uid, gid),
-        ownScratch ? guestDir(scratchDir, uid, gid) : handOver(scratchDir, uid, gid),
+        guestDir(tmpDir, dirUid, dirGid),
+        ownScratch ? guestDir(scratchDir, dirUid, dirGid) : handOver(scratchDir, dirUid, dirGid),
         readableByGuest(spec.codeDir),
         ...Object.values(spec.packages ?? {}).map(readableByGuest),
       ]);
@@ -164,15 +195,22 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       args.push("--net", spec.network ?? "host", "--seccomp", features.seccomp ? "1" : "0");
       args.push("--ppid", String(process.pid));
       for (const file of cgroup.procsFiles) args.push("--cgroup", file);
-      for (const [name, dir] of Object.entries(spec.packages ?? {}))
-        args.push("--pkg", `${name}=${dir}`);
-      args.push("--", ...spec.command);
+      const packages: Record<string, string> = { ...spec.packages };
+      if (zygote) {
+        packages[ZYGOTE_PACKAGE] = zygoteDir;
+        args.push("--zygote", "1");
+      }
+      if (mode.kind === "child") args.push("--fork-from", mode.forkSocket);
+      for (const [name, dir] of Object.entries(packages)) args.push("--pkg", `${name}=${dir}`);
+      args.push("--", ...(zygote ? ZYGOTE_COMMAND : spec.command));
 
-      // The helper's environment is exactly the guest's: it passes it through to exec.
+      // The helper's environment is exactly the guest's: it passes it through to exec (or, for
+      // a forked child, to the zygote's fork server).
       const env: Record<string, string> = {
         PATH: DEFAULT_PATH,
         HOME: "/tmp",
         LANG: "C.UTF-8",
+        ...(zygote && spec.preImport ? { OL_ZYGOTE_IMPORTS: spec.preImport.join(",") } : {}),
         ...spec.env,
       };
       const spawned = spawn(helper, args, { env, stdio: ["ignore", "ignore", "pipe"] });
@@ -228,6 +266,16 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
           freezeTimeoutMs: 5000,
           log,
           onGone: () => live.delete(sandbox),
+          zygote,
+          ...(zygote
+            ? {
+                fork: (childSpec: SandboxSpec) =>
+                  create(childSpec, {
+                    kind: "child",
+                    forkSocket: join(scratchDir, FORK_SOCKET_NAME),
+                  }),
+              }
+            : {}),
         },
       );
       live.add(sandbox);
@@ -239,7 +287,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
         spawn: tSpawn - tCgroup,
         guest: performance.now() - tSpawn,
       };
-      log.debug({ sandboxId: id, ms, phases }, "sandbox created");
+      log.debug({ sandboxId: id, ms, phases, mode: mode.kind }, "sandbox created");
       hub.emit({ type: "created", sandboxId: id, ms });
       return sandbox;
     } catch (error) {
@@ -256,7 +304,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     name: "sock",
     capabilities,
     on: (listener) => hub.on(listener),
-    create: (spec) => create(spec),
+    create: (spec) => create(spec, { kind: spec.role === "zygote" ? "zygote" : "leaf" }),
     async cleanup() {
       await Promise.all([...live].map((s) => s.destroy("shutdown")));
       await pool.drain();

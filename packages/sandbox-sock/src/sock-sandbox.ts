@@ -5,6 +5,9 @@ import {
   type BaseSandboxInit,
   type DestroyReason,
   type Logger,
+  type Sandbox,
+  SandboxCreateError,
+  type SandboxSpec,
   type SandboxStats,
 } from "@openlambda/sandbox-core";
 import type { SandboxCgroup } from "./cgroup/driver.js";
@@ -24,6 +27,10 @@ export interface SockSandboxParts {
   readonly log: Logger;
   /** Called once the sandbox is gone, whatever the reason. */
   readonly onGone: () => void;
+  /** A zygote: its helper outlives it while children it forked live (it reaps them). */
+  readonly zygote?: boolean;
+  /** Makes a child sandbox whose guest this zygote's fork server forks. */
+  readonly fork?: (spec: SandboxSpec) => Promise<Sandbox>;
 }
 
 /** Slack over current usage when a paused sandbox's limit is lowered: page-cache churn. */
@@ -32,6 +39,7 @@ const DOWNSIZE_SLACK = 4 * 1024 * 1024;
 /** A SOCK sandbox: a helper child holding a pid namespace, plus its cgroup. */
 export class SockSandbox extends BaseSandbox {
   readonly #parts: SockSandboxParts;
+  readonly #children = new Set<Sandbox>();
   #downsized = false;
 
   constructor(init: BaseSandboxInit, parts: SockSandboxParts) {
@@ -53,6 +61,21 @@ export class SockSandbox extends BaseSandbox {
   /** The cgroup, for tests and diagnostics (freezer state, pids). */
   get cgroup(): SandboxCgroup {
     return this.#parts.cgroup;
+  }
+
+  /** Live sandboxes forked from this zygote. */
+  get children(): number {
+    return this.#children.size;
+  }
+
+  protected override async doFork(spec: SandboxSpec): Promise<Sandbox> {
+    if (!this.#parts.fork) return super.doFork(spec);
+    if (this.state !== "running")
+      throw new SandboxCreateError(`sandbox ${this.id}: a ${this.state} zygote cannot fork`);
+    const child = await this.#parts.fork(spec);
+    this.#children.add(child);
+    void child.dead.then(() => this.#children.delete(child));
+    return child;
   }
 
   protected async doPause(): Promise<void> {
@@ -94,10 +117,14 @@ export class SockSandbox extends BaseSandbox {
       await cgroup.killAll(5000).catch((error: unknown) => {
         log.warn({ sandboxId: this.id, err: error }, "killing the sandbox's tasks failed");
       });
-      const helperGone = await Promise.race([
-        exited.then(() => true),
-        new Promise<boolean>((r) => setTimeout(r, 2000, false).unref()),
-      ]);
+      // A zygote's helper stays while children it forked live: it reaps them, then exits.
+      const lingers = this.#parts.zygote === true && this.#children.size > 0;
+      const helperGone =
+        lingers ||
+        (await Promise.race([
+          exited.then(() => true),
+          new Promise<boolean>((r) => setTimeout(r, 2000, false).unref()),
+        ]));
       if (!helperGone) {
         child.kill("SIGKILL");
         await exited;

@@ -5,7 +5,7 @@
  * children and write nowhere.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -98,6 +98,15 @@ def f(event):
             "dist_packages": [p for p in sys.path if "-packages" in p]}
 `;
 
+// Says whether the zygote had already imported its package (the fork kept it) before importing it.
+const USES_ZYGOTE_PACKAGE = `
+import sys
+PRELOADED = "ol_fixture_pkg" in sys.modules
+import ol_fixture_pkg
+def f(event):
+    return {"value": ol_fixture_pkg.VALUE, "preloaded": PRELOADED}
+`;
+
 // Forks children that sleep briefly, counts how many the kernel refused, kills only its own.
 const FORK_BOMB = `
 import os, time
@@ -150,9 +159,20 @@ const title = sock
   beforeAll(async () => {
     wheels = await mkdtemp(join(tmpdir(), "ol-e2e-wheels-"));
     buildWheel(wheels, "OL.Fixture_Pkg", "1.2.3", "ol_fixture_pkg", 'VALUE = "fixture 1.2.3"\n');
+    // One Python node (fork zygote) with the fixture package; the root's serves the rest.
+    const tree = join(wheels, "tree.json");
+    await writeFile(
+      tree,
+      JSON.stringify({ packages: [], children: [{ packages: ["OL.Fixture_Pkg==1.2.3"] }] }),
+    );
     w = await Worker.start({
       backend: sock as NonNullable<typeof sock>,
-      options: ["pause_idle_ms=100", "pip_index=none", `pip_find_links=${wheels}`],
+      options: [
+        "pause_idle_ms=100",
+        "pip_index=none",
+        `pip_find_links=${wheels}`,
+        `import_cache_tree=${tree}`,
+      ],
       lambdas: {
         echo: { "f.py": ECHO, "ol.yaml": "environment:\n  GREETING: hello from ol.yaml\n" },
         boom: { "f.py": BOOM },
@@ -167,6 +187,11 @@ const title = sock
           "ol.yaml": "environment:\n  OL_ENTRY_FILE: service.py\n  OL_ASGI_ENTRY: api\n",
         },
         pkg: { "f.py": USES_PACKAGE, "requirements.txt": "# pinned\nol-fixture-pkg==1.2.3\n" },
+        "pkg-zygote": {
+          "f.py": USES_ZYGOTE_PACKAGE,
+          "requirements.txt": "ol_fixture.pkg==1.2.3\n",
+        },
+        "plain-zygote": { "f.py": "import os\ndef f(event):\n    return {'uid': os.getuid()}\n" },
         "pkg-missing": { "f.py": USES_PACKAGE, "requirements.txt": "not-on-any-index==9.9.9\n" },
         "pkg-unpinned": { "f.py": USES_PACKAGE, "requirements.txt": "ol-fixture-pkg>=1\n" },
         forkbomb: { "f.py": FORK_BOMB },
@@ -256,6 +281,33 @@ const title = sock
       file: "/packages/ol-fixture-pkg-1.2.3/ol_fixture_pkg/__init__.py",
       dist_packages: [],
     });
+  });
+
+  it("forks a lambda from the zygote tree node of its package, visible in /stats and /debug", async () => {
+    type Node = {
+      node: string;
+      packages: string[];
+      zygote: { state: string } | null;
+      hits: number;
+    };
+    const nodes = (v: unknown) => (v as { pythonZygotes?: Node[] | null }).pythonZygotes ?? [];
+    await w.waitFor(
+      "every Python zygote running",
+      (v) => nodes(v).length === 2 && nodes(v).every((n) => n.zygote?.state === "running"),
+      60_000,
+    );
+    const res = await w.run("pkg-zygote", { body: "{}" });
+    expect(res.status, res.text).toBe(200);
+    // The package was imported before the lambda's own import: the zygote's, kept by the fork.
+    expect(res.json).toEqual({ value: "fixture 1.2.3", preloaded: true });
+    const plain = await w.run("plain-zygote", { body: "{}" });
+    expect([plain.status, plain.json]).toEqual([200, { uid: 65534 }]);
+    const stats = (await w.fetch("/stats")).json as Record<string, number>;
+    expect(stats["zygote.python.hits.0"]).toBeGreaterThanOrEqual(1);
+    expect(stats["zygote.python.hits.root"]).toBeGreaterThanOrEqual(1);
+    const node = nodes(await w.debug()).find((n) => n.node === "0");
+    expect(node).toMatchObject({ packages: ["ol-fixture-pkg==1.2.3"] });
+    expect(node?.hits).toBeGreaterThanOrEqual(1);
   });
 
   it("a package pip cannot find answers 500 naming it with pip's message; unpinned is 400", async () => {

@@ -25,6 +25,7 @@ import type { DirectoryRegistry, LambdaCode } from "../registry/directory-regist
 import { detectRuntime } from "../runtime-kind.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import type { WorkerConfig } from "../worker-config.js";
+import { PythonForkPool } from "../zygote/python-fork-pool.js";
 import { loadTree } from "../zygote/tree.js";
 import { ZygotePool } from "../zygote/zygote-pool.js";
 import { LambdaFunction } from "./lambda-function.js";
@@ -71,6 +72,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   readonly #pyPrepared = new Map<string, Promise<InstalledPython | undefined>>();
   readonly #pySettled = new Map<string, InstalledPython>();
   #zygotes: ZygotePool | undefined;
+  #pyZygotes: PythonForkPool | undefined;
   #evicting = false;
   #evictions = 0;
   #stopping = false;
@@ -141,6 +143,29 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
       headroomMb: this.#headroomMb,
     });
     this.#zygotes.start();
+    // Python gets real fork zygotes where the backend can fork (SOCK), from the same tree.
+    if (this.#opts.backend.capabilities.fork) {
+      const cfg = config.limits;
+      this.#pyZygotes = new PythonForkPool({
+        backend: this.#opts.backend,
+        pool: this.pool,
+        pip: this.#pip,
+        tree,
+        dir: join(config.worker_dir, "python-zygotes"),
+        runtimeDir: this.#runtimeDir,
+        limits: {
+          // A zygote holds its imports: OpenLambda's 50 MiB lambda default is too tight for one.
+          memoryMb: Math.max(cfg.mem_mb, 128),
+          cpuPercent: cfg.cpu_percent,
+          procs: cfg.procs,
+          timeoutMs: cfg.runtime_sec * 1000,
+        },
+        timers: this.timers,
+        logger: this.#logger.child({ component: "python-zygotes" }),
+        headroomMb: this.#headroomMb,
+      });
+      this.#pyZygotes.start();
+    }
   }
 
   #defaultNodeLimits() {
@@ -171,7 +196,9 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
         targetWaitMs: this.#opts.targetWaitMs ?? 50,
         specFor: (c) => this.specFor(c),
         takeReady: (c, spec) =>
-          this.#zygotes?.take(c, spec, this.#settled.get(`${c.name}@${c.version}`)) ??
+          (spec.runtime === "python"
+            ? this.#pyZygotes?.take(c, spec, this.#pySettled.get(`${c.name}@${c.version}`))
+            : this.#zygotes?.take(c, spec, this.#settled.get(`${c.name}@${c.version}`))) ??
           Promise.resolve(undefined),
         onInstanceIdle: () => {
           if (this.pool.waiting > 0) void this.#evict(this.pool.neededMb);
@@ -260,6 +287,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     return {
       ...this.timers.snapshot(),
       ...this.#zygotes?.stats(),
+      ...this.#pyZygotes?.stats(),
       "mem-pool.used-mb": this.pool.usedMb,
       "mem-pool.total-mb": this.pool.totalMb,
       evictions: this.#evictions,
@@ -271,6 +299,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
       memPool: { usedMb: this.pool.usedMb, totalMb: this.pool.totalMb, waiting: this.pool.waiting },
       lambdas: [...this.#functions.values()].map((f) => f.describe()),
       zygotes: this.#zygotes?.describe() ?? null,
+      pythonZygotes: this.#pyZygotes?.describe() ?? null,
     };
   }
 
@@ -334,6 +363,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
   async shutdown(): Promise<void> {
     this.#stopping = true;
     await this.#zygotes?.shutdown();
+    await this.#pyZygotes?.shutdown();
     await Promise.all([...this.#functions.values()].map((f) => f.stop()));
     await this.#opts.backend.cleanup();
   }
@@ -354,6 +384,8 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
         }
       }
       if (freed < neededMb && this.#zygotes) freed += await this.#zygotes.shed(neededMb - freed);
+      if (freed < neededMb && this.#pyZygotes)
+        freed += await this.#pyZygotes.shed(neededMb - freed);
       const idle = pausedOnly ? [] : all.filter((i) => i.state === "running" && !i.busy);
       for (const instance of idle.sort(byAge)) {
         if (freed >= neededMb) break;
