@@ -13,6 +13,7 @@ import { churn } from "./scenarios/churn.js";
 import { cold } from "./scenarios/cold.js";
 import { density } from "./scenarios/density.js";
 import { packages } from "./scenarios/packages.js";
+import { python } from "./scenarios/python.js";
 import { warm } from "./scenarios/warm.js";
 
 const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Report>> = {
@@ -21,6 +22,7 @@ const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Report>> = {
   churn,
   density,
   packages,
+  python,
 };
 
 function parseArgs(argv: readonly string[]) {
@@ -96,8 +98,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     `wall time ${wallS.toFixed(0)} s${failed.length ? `; failed: ${failed.join(", ")}` : ""}\n`,
   );
-  const summary = await writeSummary({ reports, ratios, wallS, quick, names, busy, failed });
-  if (!quick && names.length === Object.keys(SCENARIOS).length) {
+  const all = names.length === Object.keys(SCENARIOS).length;
+  const summary = await writeSummary({ reports, ratios, wallS, quick, names, all, busy, failed });
+  if (!quick && all) {
     await updateReadme(summary);
     process.stdout.write("bench/README.md results section updated\n");
   }

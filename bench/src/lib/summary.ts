@@ -28,12 +28,14 @@ export async function writeSummary(run: {
   wallS: number;
   quick: boolean;
   names: readonly string[];
+  /** Every scenario ran (the command is then plain `pnpm bench`). */
+  all: boolean;
   busy: string | undefined;
   failed: readonly string[];
 }): Promise<Summary> {
   const summary: Summary = {
     date: new Date().toISOString(),
-    command: `pnpm bench${run.names.length < 5 ? ` ${run.names.join(" ")}` : ""}${run.quick ? " --quick" : ""}`,
+    command: `pnpm bench${run.all ? "" : ` ${run.names.join(" ")}`}${run.quick ? " --quick" : ""}`,
     wallS: Math.round(run.wallS),
     machine: run.reports[0]?.machineAtStart ?? machineInfo(),
     ...(run.busy ? { busy: run.busy } : {}),

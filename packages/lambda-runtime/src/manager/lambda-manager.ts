@@ -141,6 +141,8 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
       timers: this.timers,
       logger: this.#logger.child({ component: "zygotes" }),
       headroomMb: this.#headroomMb,
+      // Ready runtimes are worth more than sandboxes paused the longest: make room for them.
+      makeRoom: (mb) => this.#evict(mb, { pausedOnly: true }),
     });
     this.#zygotes.start();
     // Python gets real fork zygotes where the backend can fork (SOCK), from the same tree.
@@ -368,13 +370,18 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     await this.#opts.backend.cleanup();
   }
 
-  async #evict(neededMb: number, { pausedOnly = false } = {}): Promise<void> {
-    if (this.#evicting) return;
+  /**
+   * Frees `neededMb` of the pool: paused sandboxes first (least recently used), then ready
+   * runtimes, then idle running sandboxes. `pausedOnly` (keeping headroom, making room for
+   * ready runtimes) takes paused sandboxes and nothing else. Resolves the MiB freed.
+   */
+  async #evict(neededMb: number, { pausedOnly = false } = {}): Promise<number> {
+    if (this.#evicting) return 0;
     this.#evicting = true;
+    let freed = 0;
     try {
       const all = [...this.#functions.values()].flatMap((f) => f.evictionCandidates());
       const byAge = (a: { lastUsed: number }, b: { lastUsed: number }) => a.lastUsed - b.lastUsed;
-      let freed = 0;
       for (const instance of all.filter((i) => i.state === "paused").sort(byAge)) {
         if (freed >= neededMb) break;
         const mb = instance.reservedMb;
@@ -383,8 +390,9 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
           this.#evictions++;
         }
       }
-      if (freed < neededMb && this.#zygotes) freed += await this.#zygotes.shed(neededMb - freed);
-      if (freed < neededMb && this.#pyZygotes)
+      if (!pausedOnly && freed < neededMb && this.#zygotes)
+        freed += await this.#zygotes.shed(neededMb - freed);
+      if (!pausedOnly && freed < neededMb && this.#pyZygotes)
         freed += await this.#pyZygotes.shed(neededMb - freed);
       const idle = pausedOnly ? [] : all.filter((i) => i.state === "running" && !i.busy);
       for (const instance of idle.sort(byAge)) {
@@ -400,6 +408,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
     } finally {
       this.#evicting = false;
     }
+    return freed;
   }
 }
 

@@ -24,6 +24,9 @@ import type { LambdaCode } from "../registry/directory-registry.js";
 import { linkTree } from "./link-tree.js";
 import { type TreeNode, walk } from "./tree.js";
 
+/** Longest wait for a starting runtime before a take gives up and the instance starts cold. */
+const NEXT_WAIT_MS = 2000;
+
 export interface ZygotePoolOptions {
   readonly backend: SandboxBackend;
   readonly pool: MemoryPool;
@@ -42,6 +45,8 @@ export interface ZygotePoolOptions {
   readonly nodeSize?: number;
   /** Memory the pool must leave free when it refills, MiB. */
   readonly headroomMb: number;
+  /** Asked to free memory (evict paused sandboxes) when a refill is short; resolves MiB freed. */
+  readonly makeRoom?: (mb: number) => Promise<number>;
 }
 
 interface Ready {
@@ -71,6 +76,8 @@ export class ZygotePool {
   readonly #log: Logger;
   readonly #ready = new Map<string, Ready[]>();
   readonly #starting = new Map<string, number>();
+  /** Takes waiting for a runtime that is starting: handed the next one of their node. */
+  readonly #waiting = new Map<string, ((entry: Ready | undefined) => void)[]>();
   /** Installed packages of non-root nodes: node id → install (or the install in progress). */
   readonly #installs = new Map<string, Promise<InstalledDeps | undefined>>();
   readonly #installed = new Map<string, InstalledDeps>();
@@ -78,6 +85,7 @@ export class ZygotePool {
   readonly #hits = new Map<string, number>();
   #misses = 0;
   #stopped = false;
+  #askingForRoom = false;
 
   constructor(options: ZygotePoolOptions) {
     this.#opts = options;
@@ -107,7 +115,7 @@ export class ZygotePool {
     // Without a fit (or with a fit still warming up), the root's runtimes serve.
     const candidates = fit && fit !== this.#opts.tree ? [fit, this.#opts.tree] : [this.#opts.tree];
     for (const node of candidates) {
-      const entry = this.#pop(node);
+      const entry = this.#pop(node) ?? (await this.#next(node));
       if (!entry) continue;
       try {
         const started = performance.now();
@@ -214,6 +222,30 @@ export class ZygotePool {
     return best;
   }
 
+  /**
+   * The next runtime of `node` that finishes starting, when one is starting: it is most of the
+   * way to ready, so waiting for it beats a cold create (which would also compete for the CPU).
+   */
+  #next(node: TreeNode): Promise<Ready | undefined> {
+    const installing = node !== this.#opts.tree && !this.#installed.has(node.id);
+    const spare = (this.#starting.get(node.id) ?? 0) - (this.#waiting.get(node.id)?.length ?? 0);
+    if (installing || spare <= 0) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const list = this.#waiting.get(node.id) ?? [];
+      const timer = setTimeout(() => {
+        const i = list.indexOf(waiter);
+        if (i >= 0) list.splice(i, 1);
+        resolve(undefined);
+      }, NEXT_WAIT_MS);
+      const waiter = (entry: Ready | undefined) => {
+        clearTimeout(timer);
+        resolve(entry);
+      };
+      list.push(waiter);
+      this.#waiting.set(node.id, list);
+    });
+  }
+
   #pop(node: TreeNode): Ready | undefined {
     const list = this.#ready.get(node.id) ?? [];
     while (list.length > 0) {
@@ -257,18 +289,40 @@ export class ZygotePool {
     const isRoot = node === this.#opts.tree;
     const size = isRoot ? (this.#opts.rootSize ?? 3) : (this.#opts.nodeSize ?? 2);
     const have = (this.#ready.get(node.id)?.length ?? 0) + (this.#starting.get(node.id) ?? 0);
-    if (have >= size) return;
     const mb = this.#opts.limits.memoryMb;
-    if (this.#opts.pool.waiting > 0 || this.#opts.pool.freeMb - mb < this.#opts.headroomMb) return;
-    this.#starting.set(node.id, (this.#starting.get(node.id) ?? 0) + 1);
-    void this.#startOne(node, isRoot)
-      .catch((error: unknown) => {
-        this.#log.warn({ node: node.id, err: error }, "could not start a ready runtime");
-        return false;
-      })
-      .then((ok) => {
-        this.#starting.set(node.id, (this.#starting.get(node.id) ?? 1) - 1);
-        if (ok) this.#fill(node);
+    // All missing runtimes start at once: after a burst of new lambdas the pool is back in one
+    // runtime's start time, not in one per missing runtime.
+    for (let i = 0; i < size - have; i++) {
+      const free = this.#opts.pool.freeMb - mb * (i + 1);
+      if (this.#opts.pool.waiting > 0) return;
+      if (free < this.#opts.headroomMb) {
+        this.#askForRoom(node, this.#opts.headroomMb - free);
+        return;
+      }
+      this.#starting.set(node.id, (this.#starting.get(node.id) ?? 0) + 1);
+      void this.#startOne(node, isRoot)
+        .catch((error: unknown) => {
+          this.#log.warn({ node: node.id, err: error }, "could not start a ready runtime");
+          return false;
+        })
+        .then((ok) => {
+          this.#starting.set(node.id, (this.#starting.get(node.id) ?? 1) - 1);
+          if (ok) this.#fill(node);
+          else this.#waiting.get(node.id)?.shift()?.(undefined);
+        });
+    }
+  }
+
+  /** Asks the manager to evict paused sandboxes, then refills if that freed anything. */
+  #askForRoom(node: TreeNode, mb: number): void {
+    if (!this.#opts.makeRoom || this.#askingForRoom) return;
+    this.#askingForRoom = true;
+    void this.#opts
+      .makeRoom(mb)
+      .catch(() => 0)
+      .then((freed) => {
+        this.#askingForRoom = false;
+        if (freed > 0) this.#fill(node);
       });
   }
 
@@ -338,6 +392,11 @@ export class ZygotePool {
     if (this.#stopped) {
       await sandbox.destroy("shutdown");
       return false;
+    }
+    const waiter = this.#waiting.get(node.id)?.shift();
+    if (waiter) {
+      waiter(entry);
+      return true;
     }
     const list = this.#ready.get(node.id) ?? [];
     list.push(entry);
