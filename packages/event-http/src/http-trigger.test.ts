@@ -752,3 +752,67 @@ function parsePrometheus(text: string) {
   }
   return { help, types, samples };
 }
+
+describe("POST /registry/NAME/prepare", () => {
+  const preparer = (fail?: Error) => ({
+    calls: [] as string[],
+    async prepare(name: string, onProgress?: (line: string) => void) {
+      this.calls.push(name);
+      onProgress?.("Progress: resolved 1");
+      onProgress?.("+ is-number 7.0.0");
+      if (fail) throw fail;
+      return { ms: 12.4 };
+    },
+  });
+  const lines = (text: string) =>
+    text
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as unknown);
+
+  it("needs the admin token", async () => {
+    const p = preparer();
+    const { port } = await start({ preparer: p });
+    const reply = await send(port, "/registry/echo/prepare", { method: "POST" });
+    expect(reply.status).toBe(401);
+    expect(p.calls).toEqual([]);
+  });
+
+  it("streams the install's lines as NDJSON, then done", async () => {
+    const p = preparer();
+    const { port } = await start({ preparer: p });
+    const reply = await send(port, "/registry/echo/prepare", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.headers["content-type"]).toBe("application/x-ndjson");
+    expect(lines(reply.text)).toEqual([
+      { line: "Progress: resolved 1" },
+      { line: "+ is-number 7.0.0" },
+      { done: true, ms: 12 },
+    ]);
+    expect(p.calls).toEqual(["echo"]);
+  });
+
+  it("ends with the OL_* error when the install fails", async () => {
+    const p = preparer(new LambdaNotFoundError('no lambda named "gone"'));
+    const { port } = await start({ preparer: p });
+    const reply = await send(port, "/registry/gone/prepare", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(lines(reply.text).at(-1)).toEqual({
+      error: { code: "OL_LAMBDA_NOT_FOUND", message: 'no lambda named "gone"' },
+    });
+  });
+
+  it("answers 501 without a preparer and 405 for GET", async () => {
+    const { port } = await start();
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    expect(
+      (await send(port, "/registry/echo/prepare", { method: "POST", headers: auth })).status,
+    ).toBe(501);
+    expect((await send(port, "/registry/echo/prepare", { headers: auth })).status).toBe(405);
+  });
+});

@@ -14,6 +14,7 @@ import {
   type Invoker,
   LambdaNotFoundError,
   type Metric,
+  type Preparer,
   type RegistryApi,
   type WorkerIntrospection,
 } from "@openlambda/lambda-runtime";
@@ -54,6 +55,11 @@ export interface HttpTriggerOptions {
   readonly registry?: RegistryApi | undefined;
   /** Feeds `/stats`, `/metrics` and `/debug`. Without it `/debug` answers 501. */
   readonly introspection?: WorkerIntrospection | undefined;
+  /**
+   * Serves `POST /registry/NAME/prepare` (admin): installs a lambda's dependencies now and
+   * streams the package manager's output. Without it that route answers 501.
+   */
+  readonly preparer?: Preparer | undefined;
   /** How long an idle keep-alive connection stays open. Default 5000 ms. */
   readonly keepAliveTimeoutMs?: number | undefined;
   /** How long `stop()` waits for requests in flight before cutting connections. Default 10 s. */
@@ -250,6 +256,7 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
   const keepAliveTimeout = options.keepAliveTimeoutMs ?? 5000;
   const stopTimeout = options.stopTimeoutMs ?? 10_000;
   const registry = options.registry;
+  const preparer = options.preparer;
   const introspection = options.introspection;
   const log = (options.logger ?? silentLogger).child({ component: "event-http" });
   const tokenDigest =
@@ -518,6 +525,27 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
     }
   }
 
+  /**
+   * NDJSON as the install goes: `{"line": "..."}` per line of output, then `{"done": true,
+   * "ms": N}` or `{"error": {"code", "message"}}` (the status is already 200 by then).
+   */
+  async function prepareStreaming(res: TriggerResponse, p: Preparer, name: string): Promise<void> {
+    res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+    const send = (value: unknown) => res.write(`${JSON.stringify(value)}\n`);
+    try {
+      const { ms } = await p.prepare(name, (line) => send({ line }));
+      send({ done: true, ms: Math.round(ms) });
+    } catch (err) {
+      const code = isOlError(err) ? err.code : "OL_INTERNAL";
+      const message = isOlError(err)
+        ? err.message
+        : "Internal error in the worker; its log has the details.";
+      if (!isOlError(err)) log.error({ err }, "preparing a lambda failed");
+      send({ error: { code, message } });
+    }
+    res.end();
+  }
+
   function requireRegistry(): RegistryApi {
     if (registry === undefined) {
       throw new RouteUnavailableError("This worker's HTTP trigger has no registry.");
@@ -589,6 +617,16 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
       if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(req, path, "GET, HEAD");
       if (!isValidLambdaName(name)) throw invalidName(name);
       sendJson(res, 200, await requireRegistry().config(name));
+      return;
+    }
+    if (sub === "/prepare") {
+      if (method !== "POST") throw methodNotAllowed(req, path, "POST");
+      requireAdmin(req);
+      if (!isValidLambdaName(name)) throw invalidName(name);
+      if (preparer === undefined) {
+        throw new RouteUnavailableError("This worker's HTTP trigger cannot prepare lambdas.");
+      }
+      await prepareStreaming(res, preparer, name);
       return;
     }
     if (sub !== "" && sub !== "/") throw new RouteNotFoundError(`No route for ${method} ${path}.`);

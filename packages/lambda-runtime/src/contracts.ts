@@ -105,3 +105,12 @@ export interface LambdaInstance {
   /** Stops taking work, waits for the work in flight, then destroys the sandbox. */
   drain(): Promise<void>;
 }
+
+/** Installs a lambda's dependencies ahead of its first call (for `ol admin install`). */
+export interface Preparer {
+  /**
+   * Resolves when the current version of `name` is ready to run (its packages installed);
+   * `onProgress` gets the package manager's output lines meanwhile. Rejects with `OL_*` errors.
+   */
+  prepare(name: string, onProgress?: (line: string) => void): Promise<{ readonly ms: number }>;
+}

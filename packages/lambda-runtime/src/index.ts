@@ -7,6 +7,7 @@ export type {
   LambdaInstance,
   LambdaInstanceState,
   Metric,
+  Preparer,
   RegistryApi,
   WorkerIntrospection,
 } from "./contracts.js";

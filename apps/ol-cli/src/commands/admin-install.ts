@@ -1,5 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { assertLambdaName } from "@openlambda/lambda-runtime";
 import { create } from "tar";
 import { request } from "undici";
@@ -58,9 +59,47 @@ export async function run(dir: string, options: InstallOptions): Promise<void> {
     throw new AdminRequestError(`the worker refused ${name} (HTTP ${res.statusCode}): ${detail}`);
   }
   const result = JSON.parse(text) as { name: string; version: string };
-  if (options.json) print(JSON.stringify(result));
+  const prepared = await prepare(url, token, result.name);
+  if (options.json) print(JSON.stringify({ ...result, prepareMs: prepared.ms }));
   else
     print(
       `installed ${result.name} (version ${result.version}); call it at ${url}/run/${result.name}`,
     );
+}
+
+/**
+ * Has the worker install the lambda's dependencies now, showing the package manager's output,
+ * so that the first call does not wait for it (and an install failure shows here).
+ */
+async function prepare(url: string, token: string, name: string): Promise<{ ms: number }> {
+  progress(`preparing ${name} (dependencies, if any)`);
+  const res = await request(`${url}/registry/${encodeURIComponent(name)}/prepare`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  if (res.statusCode !== 200) {
+    const text = await res.body.text();
+    throw new AdminRequestError(
+      `the worker could not prepare ${name} (HTTP ${res.statusCode}): ${text}`,
+    );
+  }
+  let done: { ms: number } | undefined;
+  for await (const raw of createInterface({ input: res.body })) {
+    if (raw.trim() === "") continue;
+    const msg = JSON.parse(raw) as {
+      line?: string;
+      done?: boolean;
+      ms?: number;
+      error?: { code: string; message: string };
+    };
+    if (msg.line !== undefined) progress(`  ${msg.line}`);
+    if (msg.done) done = { ms: msg.ms ?? 0 };
+    if (msg.error) {
+      throw new AdminRequestError(
+        `${name} was stored, but preparing it failed: ${msg.error.code}: ${msg.error.message}`,
+      );
+    }
+  }
+  if (!done) throw new AdminRequestError(`the worker stopped answering while preparing ${name}`);
+  return done;
 }

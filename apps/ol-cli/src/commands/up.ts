@@ -82,6 +82,7 @@ async function foreground(
     bodyLimitBytes: config.body_limit_mb * 1024 * 1024,
     registry,
     introspection: manager,
+    preparer: manager,
     logger,
   });
   try {

@@ -2,7 +2,8 @@
  * Node lambdas with dependencies, TypeScript lambdas and ready runtimes (zygotes) through a real
  * worker (issue 5's "Done when"). Dependencies come from the npm registry.
  */
-import { readdir } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { describeBackends, lambdaArchive, Worker } from "./harness.js";
@@ -93,6 +94,29 @@ await describeBackends("Node packages, TypeScript and zygotes", (backend) => {
     const res = await w.run("typed", { body: { name: "Ada" } });
     expect([res.status, res.json]).toEqual([200, "hello Ada"]);
   });
+
+  it("ol admin install shows the dependency install as it runs, before any call", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ol-e2e-src-"));
+    try {
+      await writeFile(
+        join(dir, "package.json"),
+        JSON.stringify({ dependencies: { "is-odd": "3.0.1" } }),
+      );
+      await writeFile(
+        join(dir, "f.js"),
+        'const isOdd = require("is-odd");\nexports.f = (e) => isOdd(e.n);\n',
+      );
+      const out = w.wd.ol(["admin", "install", "-p", w.dir, "--url", w.url, "-n", "odd", dir]);
+      expect(out.status, out.stderr).toBe(0);
+      expect(out.stderr).toContain("preparing odd");
+      expect(out.stderr).toMatch(/is-odd 3\.0\.1/); // pnpm's own output, streamed
+      expect(out.stdout).toContain("installed odd");
+      const res = await w.run("odd", { body: { n: 3 } });
+      expect([res.status, res.json]).toEqual([200, true]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
 
   it("refuses a TypeScript syntax error at upload, naming file and line, changing nothing", async () => {
     const res = await w.upload(

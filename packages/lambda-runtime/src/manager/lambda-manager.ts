@@ -10,6 +10,7 @@ import type {
   InvokeResponse,
   Invoker,
   Metric,
+  Preparer,
   WorkerIntrospection,
 } from "../contracts.js";
 import { WorkerShuttingDownError } from "../errors.js";
@@ -56,7 +57,7 @@ const RUNTIME_PACKAGE = "ol-runtime";
  * sandboxes first, least recently used; an idle running one only as a last resort; never one
  * serving a request).
  */
-export class LambdaManager implements Invoker, WorkerIntrospection {
+export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   readonly pool: MemoryPool;
   readonly timers = new Timers();
   readonly #functions = new Map<string, LambdaFunction>();
@@ -178,6 +179,22 @@ export class LambdaManager implements Invoker, WorkerIntrospection {
       procs: cfg.node_procs,
       timeoutMs: cfg.runtime_sec * 1000,
     };
+  }
+
+  async prepare(name: string, onProgress?: (line: string) => void): Promise<{ ms: number }> {
+    const started = performance.now();
+    const code = await this.#opts.registry.get(name);
+    const stop = onProgress
+      ? this.#installer.onProgress((lambda, line) => {
+          if (lambda === name) onProgress(line);
+        })
+      : undefined;
+    try {
+      await (isPython(code) ? this.#preparePython(code) : this.#prepare(code));
+    } finally {
+      stop?.();
+    }
+    return { ms: performance.now() - started };
   }
 
   async invoke(name: string, request: InvokeRequest): Promise<InvokeResponse> {

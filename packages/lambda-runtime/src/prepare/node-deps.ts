@@ -54,10 +54,17 @@ export class NodeDepsInstaller {
   readonly #log: Logger;
   #queue: Promise<unknown> = Promise.resolve();
   readonly #inflight = new Map<string, Promise<InstalledDeps>>();
+  readonly #listeners = new Set<(lambda: string, line: string) => void>();
 
   constructor(options: NodeDepsOptions) {
     this.#opts = options;
     this.#log = options.logger ?? silentLogger;
+  }
+
+  /** Follows every install's output lines (with the lambda they are for); returns the unsubscribe. */
+  onProgress(listener: (lambda: string, line: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Whether a code dir has dependencies to install (and none vendored). */
@@ -156,7 +163,10 @@ export class NodeDepsInstaller {
           cwd,
           env: this.#installEnv(),
           timeoutMs: this.#opts.limits.timeoutMs,
-          onLine: (line) => this.#log.debug({ lambda, pnpm: line }, "install progress"),
+          onLine: (line) => {
+            this.#log.debug({ lambda, pnpm: line }, "install progress");
+            for (const listener of this.#listeners) listener(lambda, line);
+          },
         });
         lines.push(...run.lines);
         if (run.exit !== 0) {
