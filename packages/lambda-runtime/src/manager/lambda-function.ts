@@ -44,6 +44,8 @@ interface Pending {
 export class LambdaFunction {
   readonly name: string;
   #code: LambdaCode;
+  /** The current version's allowed methods (undefined: any), worked out once per version. */
+  #allowed: readonly string[] | undefined;
   #instances: SandboxedInstance[] = [];
   readonly #draining = new Set<SandboxedInstance>();
   readonly #queue: Pending[] = [];
@@ -55,6 +57,7 @@ export class LambdaFunction {
   constructor(code: LambdaCode, options: FunctionOptions) {
     this.name = code.name;
     this.#code = code;
+    this.#allowed = allowedMethods(code.config);
     this.#opts = options;
   }
 
@@ -78,6 +81,7 @@ export class LambdaFunction {
   updateCode(code: LambdaCode): void {
     if (code.version === this.#code.version) return;
     this.#code = code;
+    this.#allowed = allowedMethods(code.config);
     const old = this.#instances;
     this.#instances = [];
     for (const instance of old) {
@@ -89,7 +93,7 @@ export class LambdaFunction {
 
   invoke(request: InvokeRequest): Promise<InvokeResponse> {
     if (this.#stopped) return Promise.reject(new WorkerShuttingDownError("the worker is stopping"));
-    const allowed = allowedMethods(this.#code.config);
+    const allowed = this.#allowed;
     if (allowed && !allowed.includes(request.method.toUpperCase())) {
       return Promise.reject(
         new MethodNotAllowedError(

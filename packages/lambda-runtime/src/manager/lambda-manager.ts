@@ -25,12 +25,14 @@ import { pythonSpec } from "../python/spec.js";
 import type { DirectoryRegistry, LambdaCode } from "../registry/directory-registry.js";
 import { detectRuntime } from "../runtime-kind.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
+import { lambdaLimits, toSandboxLimits } from "../sandbox-limits.js";
 import type { WorkerConfig } from "../worker-config.js";
 import { PythonForkPool } from "../zygote/python-fork-pool.js";
 import { loadTree } from "../zygote/tree.js";
 import { ZygotePool } from "../zygote/zygote-pool.js";
 import { LambdaFunction } from "./lambda-function.js";
 import { MemoryPool } from "./memory-pool.js";
+import { OncePerVersion } from "./once-per-version.js";
 import { Timers } from "./timers.js";
 
 export interface LambdaManagerOptions {
@@ -66,12 +68,10 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   readonly #runtimeDir: string;
   readonly #installer: NodeDepsInstaller;
   /** Per code version: its installed dependencies (undefined: it has none), or the failure. */
-  readonly #prepared = new Map<string, Promise<InstalledDeps | undefined>>();
-  readonly #settled = new Map<string, InstalledDeps>();
+  readonly #nodeDeps = new OncePerVersion<InstalledDeps>();
   readonly #pip: PipInstaller;
   /** Per Python code version: its pip packages (undefined: none), or the failure. */
-  readonly #pyPrepared = new Map<string, Promise<InstalledPython | undefined>>();
-  readonly #pySettled = new Map<string, InstalledPython>();
+  readonly #pythonDeps = new OncePerVersion<InstalledPython>();
   #zygotes: ZygotePool | undefined;
   #pyZygotes: PythonForkPool | undefined;
   #evicting = false;
@@ -83,27 +83,17 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     this.#opts = options;
     this.#logger = options.logger ?? silentLogger;
     this.#runtimeDir = options.runtimeDir ?? nodeGuestRuntimeDir();
-    const il = options.config.installer_limits;
+    const installerLimits = toSandboxLimits(options.config.installer_limits);
     this.#installer = new NodeDepsInstaller({
       backend: options.backend,
       dir: options.depsDir ?? join(options.config.worker_dir, "deps"),
-      limits: {
-        memoryMb: il.mem_mb,
-        cpuPercent: il.cpu_percent,
-        procs: il.procs,
-        timeoutMs: il.runtime_sec * 1000,
-      },
+      limits: installerLimits,
       logger: this.#logger.child({ component: "installer" }),
     });
     this.#pip = new PipInstaller({
       backend: options.backend,
       dir: join(options.config.worker_dir, "pip"),
-      limits: {
-        memoryMb: il.mem_mb,
-        cpuPercent: il.cpu_percent,
-        procs: il.procs,
-        timeoutMs: il.runtime_sec * 1000,
-      },
+      limits: installerLimits,
       index: options.config.pip_index,
       findLinks: options.config.pip_find_links,
       logger: this.#logger.child({ component: "pip" }),
@@ -138,7 +128,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
       tree,
       dir: join(config.worker_dir, "ready"),
       runtimeDir: this.#runtimeDir,
-      limits: this.#defaultNodeLimits(),
+      limits: lambdaLimits(config, "node"),
       timers: this.timers,
       logger: this.#logger.child({ component: "zygotes" }),
       headroomMb: this.#headroomMb,
@@ -148,7 +138,6 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     this.#zygotes.start();
     // Python gets real fork zygotes where the backend can fork (SOCK), from the same tree.
     if (this.#opts.backend.capabilities.fork) {
-      const cfg = config.limits;
       this.#pyZygotes = new PythonForkPool({
         backend: this.#opts.backend,
         pool: this.pool,
@@ -157,11 +146,9 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
         dir: join(config.worker_dir, "python-zygotes"),
         runtimeDir: this.#runtimeDir,
         limits: {
+          ...lambdaLimits(config, "python"),
           // A zygote holds its imports: OpenLambda's 50 MiB lambda default is too tight for one.
-          memoryMb: Math.max(cfg.mem_mb, 128),
-          cpuPercent: cfg.cpu_percent,
-          procs: cfg.procs,
-          timeoutMs: cfg.runtime_sec * 1000,
+          memoryMb: Math.max(config.limits.mem_mb, 128),
         },
         timers: this.timers,
         logger: this.#logger.child({ component: "python-zygotes" }),
@@ -169,16 +156,6 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
       });
       this.#pyZygotes.start();
     }
-  }
-
-  #defaultNodeLimits() {
-    const cfg = this.#opts.config.limits;
-    return {
-      memoryMb: cfg.node_mem_mb,
-      cpuPercent: cfg.cpu_percent,
-      procs: cfg.node_procs,
-      timeoutMs: cfg.runtime_sec * 1000,
-    };
   }
 
   async prepare(name: string, onProgress?: (line: string) => void): Promise<{ ms: number }> {
@@ -190,7 +167,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
         })
       : undefined;
     try {
-      await (isPython(code) ? this.#preparePython(code) : this.#prepare(code));
+      await this.#prepare(code);
     } finally {
       stop?.();
     }
@@ -200,7 +177,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   async invoke(name: string, request: InvokeRequest): Promise<InvokeResponse> {
     if (this.#stopping) throw new WorkerShuttingDownError("the worker is stopping");
     const code = await this.#opts.registry.get(name);
-    await (isPython(code) ? this.#preparePython(code) : this.#prepare(code));
+    await this.#prepare(code);
     let fn = this.#functions.get(name);
     if (!fn) {
       fn = new LambdaFunction(code, {
@@ -216,9 +193,8 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
         specFor: (c) => this.specFor(c),
         takeReady: (c, spec) =>
           (spec.runtime === "python"
-            ? this.#pyZygotes?.take(c, spec, this.#pySettled.get(`${c.name}@${c.version}`))
-            : this.#zygotes?.take(c, spec, this.#settled.get(`${c.name}@${c.version}`))) ??
-          Promise.resolve(undefined),
+            ? this.#pyZygotes?.take(c, spec, this.#pythonDeps.done(c))
+            : this.#zygotes?.take(c, spec, this.#nodeDeps.done(c))) ?? Promise.resolve(undefined),
         onInstanceIdle: () => {
           if (this.pool.waiting > 0) void this.#evict(this.pool.neededMb);
         },
@@ -234,58 +210,25 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     return fn.invoke(request);
   }
 
-  /**
-   * Installs a version's dependencies once; every call of that version waits for the same
-   * install, and a failed install answers every call of that version until a new one is uploaded.
-   */
-  #prepare(code: LambdaCode): Promise<InstalledDeps | undefined> {
-    const key = `${code.name}@${code.version}`;
-    let prepared = this.#prepared.get(key);
-    if (!prepared) {
-      prepared = this.#installer.install(code.name, code.dir);
-      this.#prepared.set(key, prepared);
-      prepared.then(
-        (installed) => installed && this.#settled.set(key, installed),
-        () => {},
-      );
-    }
-    return prepared;
-  }
-
-  /** A Python version's requirements.txt, installed once (like #prepare for Node). */
-  #preparePython(code: LambdaCode): Promise<InstalledPython | undefined> {
-    const key = `${code.name}@${code.version}`;
-    let prepared = this.#pyPrepared.get(key);
-    if (!prepared) {
-      prepared = this.#pip.install(code.name, code.dir);
-      this.#pyPrepared.set(key, prepared);
-      prepared.then(
-        (installed) => installed && this.#pySettled.set(key, installed),
-        () => {},
-      );
-    }
-    return prepared;
+  /** Installs a version's packages (npm or pip) once; see OncePerVersion. */
+  #prepare(code: LambdaCode): Promise<unknown> {
+    return isPython(code)
+      ? this.#pythonDeps.run(code, () => this.#pip.install(code.name, code.dir))
+      : this.#nodeDeps.run(code, () => this.#installer.install(code.name, code.dir));
   }
 
   /** The sandbox spec for a lambda version: runtime, limits (ol.yaml over config), env. */
   specFor(code: LambdaCode): SandboxSpec {
     const runtime = detectRuntime(code);
     if (runtime === "python") {
-      const installed = this.#pySettled.get(`${code.name}@${code.version}`);
+      const installed = this.#pythonDeps.done(code);
       return pythonSpec(code, this.#opts.config, this.#runtimeDir, installed);
     }
-    const cfg = this.#opts.config.limits;
-    const own = code.config.limits;
     return {
       codeDir: code.dir,
       runtime,
       command: ["node", `/packages/${RUNTIME_PACKAGE}/node-guest.js`],
-      limits: {
-        memoryMb: own.memMb ?? cfg.node_mem_mb,
-        cpuPercent: own.cpuPercent ?? cfg.cpu_percent,
-        procs: own.procs ?? cfg.node_procs,
-        timeoutMs: (own.runtimeSec ?? cfg.runtime_sec) * 1000,
-      },
+      limits: lambdaLimits(this.#opts.config, runtime, code.config.limits),
       env: {
         NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE,
         ...code.config.environment,
@@ -298,7 +241,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   }
 
   #depsPackage(code: LambdaCode): Record<string, string> {
-    const installed = this.#settled.get(`${code.name}@${code.version}`);
+    const installed = this.#nodeDeps.done(code);
     return installed ? { [DEPS_PACKAGE]: installed.dir } : {};
   }
 

@@ -3,7 +3,12 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { type Logger, type SandboxBackend, silentLogger } from "@openlambda/sandbox-core";
+import {
+  type Logger,
+  type SandboxBackend,
+  type SandboxLimits,
+  silentLogger,
+} from "@openlambda/sandbox-core";
 import { DependencyInstallError } from "../errors.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import { execInSandbox, summariseFailure } from "./exec-client.js";
@@ -12,12 +17,7 @@ export interface NodeDepsOptions {
   readonly backend: SandboxBackend;
   /** Root of installs: `store/` (pnpm's content-addressed store) and one dir per dependency set. */
   readonly dir: string;
-  readonly limits: {
-    readonly memoryMb: number;
-    readonly cpuPercent: number;
-    readonly procs: number;
-    readonly timeoutMs: number;
-  };
+  readonly limits: SandboxLimits;
   readonly logger?: Logger;
   /** The npm registry the installer uses (default: pnpm's, the public registry). */
   readonly registryUrl?: string;

@@ -2,7 +2,12 @@ import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Logger, type SandboxBackend, silentLogger } from "@openlambda/sandbox-core";
+import {
+  type Logger,
+  type SandboxBackend,
+  type SandboxLimits,
+  silentLogger,
+} from "@openlambda/sandbox-core";
 
 import { DependencyInstallError } from "../errors.js";
 import { execInSandbox, summariseFailure } from "../prepare/exec-client.js";
@@ -13,12 +18,7 @@ export interface PipInstallerOptions {
   readonly backend: SandboxBackend;
   /** The shared package dir: one `<name>-<version>/` per installed package. */
   readonly dir: string;
-  readonly limits: {
-    readonly memoryMb: number;
-    readonly cpuPercent: number;
-    readonly procs: number;
-    readonly timeoutMs: number;
-  };
+  readonly limits: SandboxLimits;
   /** pip's index URL; "" for pip's default (PyPI); "none" for no index at all (`--no-index`). */
   readonly index?: string;
   /** A host dir of wheels and sdists pip may install from (`--find-links`); "" for none. */

@@ -1,5 +1,6 @@
 import type { SandboxSpec } from "@openlambda/sandbox-core";
 import type { LambdaCode } from "../registry/directory-registry.js";
+import { lambdaLimits } from "../sandbox-limits.js";
 import type { WorkerConfig } from "../worker-config.js";
 import type { InstalledPython } from "./pip-installer.js";
 
@@ -20,19 +21,12 @@ export function pythonSpec(
   runtimeDir: string,
   installed: InstalledPython | undefined,
 ): SandboxSpec {
-  const cfg = config.limits;
-  const own = code.config.limits;
   const packages = installed?.packages ?? {};
   return {
     codeDir: code.dir,
     runtime: "python",
     command: [...PYTHON_COMMAND],
-    limits: {
-      memoryMb: own.memMb ?? cfg.mem_mb,
-      cpuPercent: own.cpuPercent ?? cfg.cpu_percent,
-      procs: own.procs ?? cfg.procs,
-      timeoutMs: (own.runtimeSec ?? cfg.runtime_sec) * 1000,
-    },
+    limits: lambdaLimits(config, "python", code.config.limits),
     env: {
       ...code.config.environment,
       PYTHONDONTWRITEBYTECODE: "1",
