@@ -80,6 +80,29 @@ export function cgroupDriver(layout: CgroupLayout, parent: string): CgroupDriver
 
 // --- v1 -------------------------------------------------------------------------------------
 
+/**
+ * Kills every task with the cgroup frozen: frozen tasks cannot fork while they are killed one
+ * by one, and the SIGKILLs are delivered on thaw.
+ */
+async function killFrozen(cgroup: SandboxCgroup, timeoutMs: number): Promise<void> {
+  await cgroup.freeze(Math.min(timeoutMs, 1000)).catch(() => {});
+  killPids(await cgroup.pids());
+  await cgroup.thaw(timeoutMs).catch(() => {});
+}
+
+/** Kills what is left until the cgroup is empty (tasks that raced the first kill). */
+async function killUntilEmpty(cgroup: SandboxCgroup, timeoutMs: number): Promise<void> {
+  await pollUntil(
+    async () => {
+      const left = await cgroup.pids();
+      killPids(left);
+      return left.length === 0;
+    },
+    timeoutMs,
+    `empty cgroup ${cgroup.name}`,
+  );
+}
+
 class V1Driver implements CgroupDriver {
   readonly version = 1;
   readonly parentDirs: readonly string[];
@@ -213,19 +236,8 @@ class V1Cgroup implements SandboxCgroup {
   }
 
   async killAll(timeoutMs: number): Promise<void> {
-    // Frozen tasks cannot fork while we kill them one by one; SIGKILL is delivered on thaw.
-    await this.freeze(Math.min(timeoutMs, 1000)).catch(() => {});
-    killPids(await this.pids());
-    await this.thaw(timeoutMs).catch(() => {});
-    await pollUntil(
-      async () => {
-        const left = await this.pids();
-        killPids(left);
-        return left.length === 0;
-      },
-      timeoutMs,
-      `empty cgroup ${this.name}`,
-    );
+    await killFrozen(this, timeoutMs);
+    await killUntilEmpty(this, timeoutMs);
   }
 
   async oomKills(): Promise<number> {
@@ -358,20 +370,10 @@ class V2Cgroup implements SandboxCgroup {
     if (existsSync(this.#file("cgroup.kill"))) {
       await write(this.#file("cgroup.kill"), "1");
     } else {
-      // Kernels before 5.14 have no cgroup.kill: freeze, kill one by one, thaw.
-      await this.freeze(Math.min(timeoutMs, 1000)).catch(() => {});
-      killPids(await this.pids());
-      await this.thaw(timeoutMs).catch(() => {});
+      // Kernels before 5.14 have no cgroup.kill.
+      await killFrozen(this, timeoutMs);
     }
-    await pollUntil(
-      async () => {
-        const left = await this.pids();
-        killPids(left);
-        return left.length === 0;
-      },
-      timeoutMs,
-      `empty cgroup ${this.name}`,
-    );
+    await killUntilEmpty(this, timeoutMs);
   }
 
   async oomKills(): Promise<number> {
