@@ -473,7 +473,7 @@ describe("/registry", () => {
     expect([list.status, JSON.parse(list.text)]).toEqual([200, ["echo"]]);
     expect(JSON.parse((await send(port, "/registry")).text)).toEqual(["echo"]);
 
-    const config = await send(port, "/registry/echo/config");
+    const config = await send(port, "/registry/echo/config", { headers: auth });
     expect(config.status).toBe(200);
     expect(JSON.parse(config.text)).toMatchObject({ environment: { A: "1" } });
 
@@ -483,7 +483,7 @@ describe("/registry", () => {
     const again = await send(port, "/registry/echo", { method: "DELETE", headers: auth });
     expect(again.status).toBe(404);
     expect(errorBody(again.text).code).toBe("OL_LAMBDA_NOT_FOUND");
-    expect((await send(port, "/registry/echo/config")).status).toBe(404);
+    expect((await send(port, "/registry/echo/config", { headers: auth })).status).toBe(404);
   });
 
   it("passes the registry's refusal on with its status", async () => {

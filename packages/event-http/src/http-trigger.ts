@@ -35,6 +35,7 @@ import {
   RUN_DURATION_BUCKETS,
   renderPrometheus,
 } from "./prometheus.js";
+import { matchRoute, ROUTES, type RouteAuth, type RouteId } from "./routes.js";
 import type { Trigger } from "./trigger.js";
 
 export interface HttpTriggerOptions {
@@ -43,8 +44,8 @@ export interface HttpTriggerOptions {
   /** Port to listen on; 0 picks a free one (see `address()`). Default 5000. */
   readonly port?: number | undefined;
   /**
-   * Bearer token the admin routes (registry writes, `/debug`) require. Without one (or with an
-   * empty one) the admin routes are closed: they always answer 401.
+   * Bearer token the admin routes (`ROUTES` in routes.ts: registry writes, a lambda's config,
+   * `/debug`) require. Without one (or with an empty one) they are closed: always 401.
    */
   readonly adminToken?: string | undefined;
   /** Largest `/run` request body, in bytes. Default 6 MiB. */
@@ -93,14 +94,10 @@ export function isValidLambdaName(name: string): boolean {
   return LAMBDA_NAME.test(name) && name !== "." && name !== "..";
 }
 
-// Route labels of `ol_http_requests_total`, indexed by the small integers below.
+// Route labels of `ol_http_requests_total` (a route's `metric` in ROUTES, or "other"); a
+// response holds the index, so the hot path records a small integer.
 const ROUTE_LABELS = ["run", "status", "stats", "metrics", "debug", "registry", "other"] as const;
 const R_RUN = 0;
-const R_STATUS = 1;
-const R_STATS = 2;
-const R_METRICS = 3;
-const R_DEBUG = 4;
-const R_REGISTRY = 5;
 const R_OTHER = 6;
 
 /** Status recorded for a request whose client went away before any answer (nginx's 499). */
@@ -336,6 +333,10 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
       }
     }
     const name = url.slice(5, end);
+    if (!mayCall("run", req)) {
+      sendError(req, res, unauthorized());
+      return;
+    }
     if (!isValidLambdaName(name)) {
       sendError(req, res, invalidName(name));
       return;
@@ -517,12 +518,16 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
     return timingSafeEqual(sha256(header.slice(7).trim()), tokenDigest);
   }
 
-  function requireAdmin(req: IncomingMessage): void {
-    if (!authorized(req)) {
-      throw new UnauthorizedError(
-        "This route needs the worker's admin token: Authorization: Bearer <token>.",
-      );
-    }
+  /** Whether the request may call the route: ROUTES decides which need the token. */
+  function mayCall(id: RouteId, req: IncomingMessage): boolean {
+    const auth: RouteAuth = ROUTES[id].auth;
+    return auth === "public" || authorized(req);
+  }
+
+  function unauthorized(): UnauthorizedError {
+    return new UnauthorizedError(
+      "This route needs the worker's admin token: Authorization: Bearer <token>.",
+    );
   }
 
   /**
@@ -556,107 +561,84 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
   async function handleOther(req: IncomingMessage, res: TriggerResponse, url: string) {
     const q = url.indexOf("?");
     const path = q === -1 ? url : url.slice(0, q);
-    const method = req.method;
-    const isGet = method === "GET" || method === "HEAD";
+    const method = req.method ?? "GET";
     try {
-      switch (path) {
-        case "/status":
-          res.route = R_STATUS;
-          if (!isGet) throw methodNotAllowed(req, path, "GET, HEAD");
-          res.writeHead(200, { "content-type": TEXT_TYPE });
-          res.end("ready");
-          return;
-        case "/stats":
-          res.route = R_STATS;
-          if (!isGet) throw methodNotAllowed(req, path, "GET, HEAD");
-          sendJson(res, 200, stats());
-          return;
-        case "/metrics":
-          res.route = R_METRICS;
-          if (!isGet) throw methodNotAllowed(req, path, "GET, HEAD");
-          res.writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE });
-          res.end(metricsText());
-          return;
-        case "/debug":
-          res.route = R_DEBUG;
-          if (!isGet) throw methodNotAllowed(req, path, "GET, HEAD");
-          requireAdmin(req);
-          if (introspection === undefined) {
-            throw new RouteUnavailableError("This worker's HTTP trigger has no introspection.");
-          }
-          sendJson(res, 200, introspection.debug() ?? null);
-          return;
-        case "/run":
-          res.route = R_RUN;
-          throw invalidName("");
-        case "/registry":
-        case "/registry/":
-          res.route = R_REGISTRY;
-          if (!isGet) throw methodNotAllowed(req, path, "GET, HEAD");
-          sendJson(res, 200, await requireRegistry().list());
-          return;
-      }
-      if (path.startsWith("/registry/")) {
-        res.route = R_REGISTRY;
-        await handleRegistryItem(req, res, path);
-        return;
-      }
-      throw new RouteNotFoundError(`No route for ${method} ${path}.`);
+      const match = matchRoute(method, path);
+      if (match === undefined) throw new RouteNotFoundError(`No route for ${method} ${path}.`);
+      res.route = ROUTE_LABELS.indexOf(match.metric);
+      if (match.id === undefined) throw methodNotAllowed(req, path, match.allow);
+      if (!mayCall(match.id, req)) throw unauthorized();
+      await serveRoute(match.id, match.name, req, res);
     } catch (err) {
       if (!res.destroyed) sendError(req, res, err);
     }
   }
 
-  async function handleRegistryItem(req: IncomingMessage, res: TriggerResponse, path: string) {
-    const rest = path.slice("/registry/".length);
-    const slash = rest.indexOf("/");
-    const name = slash === -1 ? rest : rest.slice(0, slash);
-    const sub = slash === -1 ? "" : rest.slice(slash);
-    const method = req.method;
-    if (sub === "/config") {
-      if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(req, path, "GET, HEAD");
-      if (!isValidLambdaName(name)) throw invalidName(name);
-      sendJson(res, 200, await requireRegistry().config(name));
-      return;
-    }
-    if (sub === "/prepare") {
-      if (method !== "POST") throw methodNotAllowed(req, path, "POST");
-      requireAdmin(req);
-      if (!isValidLambdaName(name)) throw invalidName(name);
-      if (preparer === undefined) {
-        throw new RouteUnavailableError("This worker's HTTP trigger cannot prepare lambdas.");
+  /** Answers a route whose method and token are checked. */
+  async function serveRoute(id: RouteId, name: string, req: IncomingMessage, res: TriggerResponse) {
+    switch (id) {
+      case "status":
+        res.writeHead(200, { "content-type": TEXT_TYPE });
+        res.end("ready");
+        return;
+      case "stats":
+        sendJson(res, 200, stats());
+        return;
+      case "metrics":
+        res.writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+        res.end(metricsText());
+        return;
+      case "debug":
+        if (introspection === undefined) {
+          throw new RouteUnavailableError("This worker's HTTP trigger has no introspection.");
+        }
+        sendJson(res, 200, introspection.debug() ?? null);
+        return;
+      case "run":
+        // Only `/run` without a name gets here: `/run/…` is served by handleRun.
+        throw invalidName(name);
+      case "registryList":
+        sendJson(res, 200, await requireRegistry().list());
+        return;
+      case "registryConfig":
+        if (!isValidLambdaName(name)) throw invalidName(name);
+        sendJson(res, 200, await requireRegistry().config(name));
+        return;
+      case "registryPrepare":
+        if (!isValidLambdaName(name)) throw invalidName(name);
+        if (preparer === undefined) {
+          throw new RouteUnavailableError("This worker's HTTP trigger cannot prepare lambdas.");
+        }
+        await prepareStreaming(res, preparer, name);
+        return;
+      case "registryUpload": {
+        if (!isValidLambdaName(name)) throw invalidName(name);
+        const store = requireRegistry();
+        const body = requestBody(req, res, uploadLimit, 0);
+        if (body === undefined || body === SMALL_BODY) return;
+        let stored: { readonly name: string; readonly version: string };
+        try {
+          stored = await store.upload(name, body ?? emptyBody);
+        } catch (err) {
+          throw body?.tooLarge ? tooLargeError(uploadLimit) : err;
+        }
+        if (body?.tooLarge) throw tooLargeError(uploadLimit);
+        sendJson(res, 201, { name: stored.name, version: stored.version });
+        return;
       }
-      await prepareStreaming(res, preparer, name);
-      return;
-    }
-    if (sub !== "" && sub !== "/") throw new RouteNotFoundError(`No route for ${method} ${path}.`);
-    if (method === "POST") {
-      requireAdmin(req);
-      if (!isValidLambdaName(name)) throw invalidName(name);
-      const store = requireRegistry();
-      const body = requestBody(req, res, uploadLimit, 0);
-      if (body === undefined || body === SMALL_BODY) return;
-      let stored: { readonly name: string; readonly version: string };
-      try {
-        stored = await store.upload(name, body ?? emptyBody);
-      } catch (err) {
-        throw body?.tooLarge ? tooLargeError(uploadLimit) : err;
+      case "registryRemove":
+        if (!isValidLambdaName(name)) throw invalidName(name);
+        if (!(await requireRegistry().remove(name))) {
+          throw new LambdaNotFoundError(`No lambda named ${JSON.stringify(name)} in the registry.`);
+        }
+        res.writeHead(204);
+        res.end();
+        return;
+      default: {
+        const unserved: never = id;
+        throw new Error(`route ${String(unserved)} has no handler`);
       }
-      if (body?.tooLarge) throw tooLargeError(uploadLimit);
-      sendJson(res, 201, { name: stored.name, version: stored.version });
-      return;
     }
-    if (method === "DELETE") {
-      requireAdmin(req);
-      if (!isValidLambdaName(name)) throw invalidName(name);
-      if (!(await requireRegistry().remove(name))) {
-        throw new LambdaNotFoundError(`No lambda named ${JSON.stringify(name)} in the registry.`);
-      }
-      res.writeHead(204);
-      res.end();
-      return;
-    }
-    throw methodNotAllowed(req, path, "POST, DELETE");
   }
 
   // --- /stats and /metrics -----------------------------------------------------------------

@@ -20,4 +20,11 @@ export {
   isValidLambdaName,
 } from "./http-trigger.js";
 export { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.js";
+export {
+  ROUTES,
+  type RouteAuth,
+  type RouteId,
+  type RouteMetric,
+  type RouteSpec,
+} from "./routes.js";
 export type { Trigger } from "./trigger.js";
