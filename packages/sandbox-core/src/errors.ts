@@ -85,6 +85,12 @@ export class SandboxGuestStartError extends define(
   "The sandbox was made but its guest did not start listening on /host/ol.sock in time.",
 ) {}
 
+export class GuestSocketUnsafeError extends define(
+  "OL_GUEST_SOCKET_UNSAFE",
+  502,
+  "The guest's /host/ol.sock is not a socket it made (a symbolic link, a file): the worker refuses to connect through it.",
+) {}
+
 export class SandboxPauseError extends define(
   "OL_SANDBOX_PAUSE_FAILED",
   500,

@@ -2,6 +2,7 @@ export { channels, type SandboxEventMessage } from "./diagnostics.js";
 export {
   BackendError,
   BackendUnavailableError,
+  GuestSocketUnsafeError,
   defineOlError,
   type ErrorCodeInfo,
   errorCodes,
@@ -26,7 +27,13 @@ export {
   type FakeGuestFactory,
   fakeBackend,
 } from "./fake/fake-backend.js";
-export { guestClient, type WaitForGuestOptions, waitForGuestSocket } from "./guest-transport.js";
+export { GuestSocket } from "./guest-socket.js";
+export {
+  type GuestSocketWait,
+  guestClient,
+  type WaitForGuestOptions,
+  waitForGuestSocket,
+} from "./guest-transport.js";
 export { type Logger, silentLogger } from "./logger.js";
 export { pickBackend } from "./pick-backend.js";
 export { BaseSandbox, type BaseSandboxInit } from "./sandbox-base.js";

@@ -10,6 +10,7 @@ import {
   SandboxUnpauseError,
   SandboxUnsupportedError,
 } from "./errors.js";
+import { GuestSocket } from "./guest-socket.js";
 import { guestClient } from "./guest-transport.js";
 import { BaseSandbox } from "./sandbox-base.js";
 import type { SandboxEvent, SandboxStats } from "./types.js";
@@ -64,7 +65,7 @@ describe("BaseSandbox lifecycle rules", () => {
         command: ["x"],
         limits: { memoryMb: 64, cpuPercent: 100, procs: 8, timeoutMs: 1000 },
       },
-      transport: guestClient(socketPath),
+      transport: guestClient(GuestSocket.open(dir, "ol.sock") as GuestSocket),
       emit: (e) => events.push(e),
     });
   });

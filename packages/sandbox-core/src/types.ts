@@ -64,6 +64,8 @@ export interface SandboxCapabilities {
   /** Which of the spec's limits are enforced by the kernel or engine. */
   readonly limits: { readonly memory: boolean; readonly cpu: boolean; readonly procs: boolean };
   readonly networkModes: readonly NetworkMode[];
+  /** Each live sandbox's guest runs as a uid no other live sandbox has. */
+  readonly uidPerSandbox?: boolean;
 }
 
 export type DestroyReason =

@@ -3,7 +3,6 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  GUEST_SOCKET_NAME,
   guestClient,
   type Logger,
   type Sandbox,
@@ -211,22 +210,21 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
         },
         () => {},
       );
-      const socketPath = join(scratchDir, GUEST_SOCKET_NAME);
-      const notReady = await waitForGuestSocket(socketPath, {
+      const ready = await waitForGuestSocket(scratchDir, {
         timeoutMs: startTimeoutMs,
         stillAlive: () =>
           exitCode === undefined ? undefined : `guest exited with code ${exitCode}`,
       });
-      if (notReady) {
+      if (!ready.socket) {
         const logs = await tailLogs(client, containerId, 20);
         throw new SandboxGuestStartError(
-          `docker sandbox ${id}: ${notReady}${logs ? `; guest output:\n${logs}` : ""}`,
+          `docker sandbox ${id}: ${ready.reason}${logs ? `; guest output:\n${logs}` : ""}`,
         );
       }
       const sandbox: DockerSandbox = new DockerSandbox({
         id,
         spec,
-        transport: guestClient(socketPath),
+        transport: guestClient(ready.socket),
         emit: hub.emit,
         engine: client,
         containerId,

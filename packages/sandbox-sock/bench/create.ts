@@ -11,10 +11,9 @@ import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { guestClient, type SandboxSpec } from "@openlambda/sandbox-core";
+import { guestClient, type SandboxSpec, waitForGuestSocket } from "@openlambda/sandbox-core";
 import { type Dispatcher, request } from "undici";
 import { buildBaseRootfs, forceCleanup, sockBackend } from "../dist/index.js";
-import { waitForSocket } from "../src/wait-socket.ts";
 
 const N = Number(process.env.BENCH_N ?? 100);
 const GUEST = `
@@ -67,15 +66,15 @@ function sockSubject(backend: ReturnType<typeof sockBackend>, codeDir: string): 
 function bareSubject(guestPath: string, dir: string): Subject {
   let n = 0;
   const start = async () => {
-    const socketPath = join(dir, `g${n++}.sock`);
+    const name = `g${n++}.sock`;
     const child = spawn(process.execPath, [guestPath], {
-      env: { ...process.env, OL_GUEST_SOCKET: socketPath },
+      env: { ...process.env, OL_GUEST_SOCKET: join(dir, name) },
       stdio: "ignore",
     });
     // The same readiness wait as the backend's, so that only isolation differs.
-    const failed = await waitForSocket(socketPath, 10_000, () => undefined);
-    if (failed) throw new Error(failed);
-    return { child, socketPath };
+    const ready = await waitForGuestSocket(dir, { timeoutMs: 10_000, name });
+    if (!ready.socket) throw new Error(ready.reason);
+    return { child, socket: ready.socket };
   };
   const stop = async (child: ChildProcess) => {
     const gone = new Promise((r) => child.once("exit", r));
@@ -85,8 +84,8 @@ function bareSubject(guestPath: string, dir: string): Subject {
   return {
     async firstAnswer() {
       const t0 = performance.now();
-      const { child, socketPath } = await start();
-      const client = guestClient(socketPath);
+      const { child, socket } = await start();
+      const client = guestClient(socket);
       await ping(client);
       const ms = performance.now() - t0;
       return {

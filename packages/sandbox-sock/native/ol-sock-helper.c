@@ -43,6 +43,9 @@
  *   --net host|none --uid N --gid N --seccomp 0|1 --hostname NAME --ppid N
  *   --tag TAG       ignored; lets force cleanup find helpers of one worker in /proc
  *
+ * `run --tag TAG --stdin-args` reads every other option, NUL-separated, from stdin: what the
+ * guest can read of its pid 1 (/proc/1/cmdline) then names no host path.
+ *
  * Exit status: the guest's (128+signal when killed); 125 when setup failed (the reason is on
  * stderr), 127 when COMMAND could not be executed.
  */
@@ -360,6 +363,9 @@ static struct sock_fprog seccomp_program(int allow_setns) {
       REFUSE(SYS_delete_module), REFUSE(SYS_reboot), REFUSE(SYS_swapon), REFUSE(SYS_swapoff),
       REFUSE(SYS_acct), REFUSE(SYS_perf_event_open), REFUSE(SYS_process_vm_readv),
       REFUSE(SYS_process_vm_writev), REFUSE(SYS_open_by_handle_at), REFUSE(SYS_name_to_handle_at),
+      /* io_uring_setup, io_uring_enter, io_uring_register: a large kernel surface that seccomp
+       * cannot see into (its operations bypass this filter), blocked by Docker's default too. */
+      REFUSE(425), REFUSE(426), REFUSE(427),
       /* The new mount API: open_tree, move_mount, fsopen, fsconfig, fsmount, fspick, mount_setattr. */
       REFUSE(428), REFUSE(429), REFUSE(430), REFUSE(431), REFUSE(432), REFUSE(433), REFUSE(442),
       /* clone3 hides its flags in memory a filter cannot read: ENOSYS makes libc fall back to clone. */
@@ -542,10 +548,11 @@ static void put_number(struct buf *b, long v) {
 }
 
 /*
- * Asks the fork server on o->fork_from to fork this sandbox's guest. Message: a 4-byte length,
- * then NUL-terminated fields: "ol-fork-1", uid, gid, the number of cgroup fds, argc, argv...,
- * envc, env..., the guest seccomp program in hex ("" without one); with SCM_RIGHTS fds: the log
- * pipe, the ipc, uts, net, pid and mnt namespaces of `init`, then the cgroup.procs files.
+ * Asks the fork server on o->fork_from to fork this sandbox's guest. First a 16-byte header,
+ * "olfork02", the payload's length and the number of fds (4 bytes each, native order), carrying
+ * with SCM_RIGHTS the log pipe, the ipc, uts, net, pid and mnt namespaces of `init`, then the
+ * cgroup.procs files; then the payload, NUL-terminated fields: uid, gid, the number of cgroup
+ * fds, argc, argv..., envc, env..., the guest seccomp program in hex ("" without one).
  * Returns the guest's pid in the sandbox's pid namespace, or exits with the reason.
  */
 /*
@@ -592,9 +599,6 @@ static int ask_zygote(const struct options *o, const struct handover *h, pid_t i
   }
   for (int i = 0; i < o->ncgroups; i++) fds[nfds++] = h->cgroups[i];
   struct buf b = {0};
-  unsigned int zero = 0;
-  put(&b, &zero, 4);
-  put_field(&b, "ol-fork-1");
   put_number(&b, (long)o->uid);
   put_number(&b, (long)o->gid);
   put_number(&b, o->ncgroups);
@@ -616,8 +620,16 @@ static int ask_zygote(const struct options *o, const struct handover *h, pid_t i
     put_field(&b, hex);
     free(hex);
   } else put_field(&b, "");
-  unsigned int len = (unsigned int)(b.len - 4);
-  memcpy(b.data, &len, 4);
+  /* The header alone carries the fds: the fork server's long-lived parent reads just these 16
+   * bytes, forks, and only its child reads the payload (argv, the tenant's environment), so no
+   * tenant's data ever sits in the memory later children are forked from. */
+  struct {
+    char magic[8];
+    unsigned int payload_len, nfds;
+  } header;
+  memcpy(header.magic, "olfork02", 8);
+  header.payload_len = (unsigned int)b.len;
+  header.nfds = (unsigned int)nfds;
 
   int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) die("socket", NULL);
@@ -632,7 +644,7 @@ static int ask_zygote(const struct options *o, const struct handover *h, pid_t i
     die("fork: connect to the zygote at", o->fork_from);
   char control[CMSG_SPACE(sizeof fds)];
   memset(control, 0, sizeof control);
-  struct iovec iov = {b.data, b.len};
+  struct iovec iov = {&header, sizeof header};
   struct msghdr msg = {0};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -643,23 +655,23 @@ static int ask_zygote(const struct options *o, const struct handover *h, pid_t i
   cm->cmsg_type = SCM_RIGHTS;
   cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
   memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+  ssize_t n;
+  do n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n != (ssize_t)sizeof header) die("fork: send the header to the zygote", NULL);
   size_t sent = 0;
   while (sent < b.len) {
-    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    n = send(sock, b.data + sent, b.len - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) die("fork: send to the zygote", NULL);
     sent += (size_t)n;
-    iov.iov_base = b.data + sent;
-    iov.iov_len = b.len - sent;
-    msg.msg_control = NULL;
-    msg.msg_controllen = 0;
   }
   for (int i = 1; i < 6; i++) close(fds[i]);
   free(b.data);
   char reply[1024];
   size_t got = 0;
   while (got < sizeof reply - 1) {
-    ssize_t n = read(sock, reply + got, sizeof reply - 1 - got);
+    n = read(sock, reply + got, sizeof reply - 1 - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += (size_t)n;
@@ -709,8 +721,48 @@ static void reap_children(int sig) {
   errno = saved;
 }
 
+/*
+ * `run --tag TAG --stdin-args`: the options come NUL-separated on stdin instead of argv. A
+ * sandbox's pid 1 is a fork of this process, and its /proc/1/cmdline is readable by the guest:
+ * argv must not show host paths (worker dir, cgroups, sockets). Returns the full argv.
+ */
+static char **args_from_stdin(char *argv0, int *argc_out) {
+  size_t len = 0, cap = 4096;
+  char *data = malloc(cap);
+  if (!data) die("malloc", NULL);
+  for (;;) {
+    if (len == cap) {
+      if (cap > (1u << 24)) fail("options on stdin too long", NULL);
+      cap *= 2;
+      if (!(data = realloc(data, cap))) die("realloc", NULL);
+    }
+    ssize_t n = read(0, data + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("read options from stdin", NULL);
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  if (len == 0 || data[len - 1] != 0) fail("options on stdin must end with a NUL", NULL);
+  int count = 0;
+  for (size_t i = 0; i < len; i++) count += data[i] == 0;
+  char **argv = calloc((size_t)count + 3, sizeof *argv);
+  if (!argv) die("calloc", NULL);
+  argv[0] = argv0;
+  argv[1] = "run";
+  int k = 2;
+  for (size_t i = 0; i < len; i += strlen(data + i) + 1) argv[k++] = data + i;
+  argv[k] = NULL;
+  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0 || dup2(null_fd, 0) < 0) die("reopen stdin", NULL);
+  close(null_fd);
+  *argc_out = k;
+  return argv;
+}
+
 static int run(int argc, char **argv) {
   struct options o;
+  if (argc == 5 && strcmp(argv[2], "--tag") == 0 && strcmp(argv[4], "--stdin-args") == 0)
+    argv = args_from_stdin(argv[0], &argc);
   parse(argc, argv, &o);
   signal(SIGTERM, kill_sandbox);
   signal(SIGINT, kill_sandbox);

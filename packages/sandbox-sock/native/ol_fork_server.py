@@ -7,7 +7,9 @@ no_new_privs, and the guest seccomp filter minus setns. It pre-imports its modul
 in-process (``OL_ZYGOTE_SCRIPTS``), then serves:
 
 - ``/host/fork.sock`` (root only): one fork request per connection from ``ol-sock-helper run
-  --fork-from``; see ``ask_zygote`` in ol-sock-helper.c for the message;
+  --fork-from``; see ``ask_zygote`` in ol-sock-helper.c for the message. This process reads
+  only its fixed header and fds; the forked copy reads the payload (argv and the tenant's
+  environment), so no tenant's data is ever in the memory that later children are forked from;
 - ``/host/ol.sock``: HTTP/1.1 ``GET /ping`` (the backend waits for it like for any guest).
 
 Per request: fork; the copy enters the new sandbox's ipc, uts, net, pid and mount namespaces
@@ -201,19 +203,33 @@ def guest(report_fd, out_fd, uid, gid, argv, env, program_hex):
             os._exit(127)
 
 
-def forked(conn, fds, fields):
+def read_payload(conn, length):
+    """In the forked copy only: the request's argv and environment are one tenant's data."""
+    data = b""
+    while len(data) < length:
+        more = conn.recv(length - len(data))
+        if not more:
+            raise ValueError("truncated fork request")
+        data += more
+    return data.split(b"\0")
+
+
+def forked(conn, fds, payload_len):
     """The forked copy of the server. Never returns."""
     try:
-        uid, gid, ncgroups, argc = (int(x) for x in fields[1:5])
-        argv = [f.decode() for f in fields[5 : 5 + argc]]
-        envc = int(fields[5 + argc])
+        fields = read_payload(conn, payload_len)
+        uid, gid, ncgroups, argc = (int(x) for x in fields[0:4])
+        argv = [f.decode() for f in fields[4 : 4 + argc]]
+        envc = int(fields[4 + argc])
         env = {}
-        for raw in fields[6 + argc : 6 + argc + envc]:
+        for raw in fields[5 + argc : 5 + argc + envc]:
             k, _, v = raw.decode().partition("=")
             env[k] = v
-        program_hex = fields[6 + argc + envc].decode()
+        program_hex = fields[5 + argc + envc].decode()
         if uid <= 0 or gid <= 0:
             raise ValueError("refusing a guest uid or gid of 0")
+        if len(fds) != 6 + ncgroups:
+            raise ValueError("fork request carries %d fds, expected %d" % (len(fds), 6 + ncgroups))
         enter(fds, ncgroups)
         r, w = os.pipe()
         pid = os.fork()
@@ -246,22 +262,27 @@ def listen(path, mode):
     return s
 
 
-def read_request(conn):
+HEADER = struct.Struct("=8sII")
+MAX_PAYLOAD = 1 << 24
+
+
+def read_header(conn):
+    """The fixed header and its fds, and not one byte more: the payload is the child's to read."""
     conn.settimeout(5)
-    msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 64)
-    if len(msg) < 4:
-        raise ValueError("short fork request")
-    (length,) = struct.unpack("<I", msg[:4])
-    data = msg[4:]
-    while len(data) < length:
-        more = conn.recv(length - len(data))
+    msg, fds, _flags, _addr = socket.recv_fds(conn, HEADER.size, 64)
+    while msg and len(msg) < HEADER.size:
+        more = conn.recv(HEADER.size - len(msg))
         if not more:
-            raise ValueError("truncated fork request")
-        data += more
-    fields = data.split(b"\0")
-    if fields[0] != b"ol-fork-1" or len(fds) < 6:
+            break
+        msg += more
+    if len(msg) != HEADER.size:
+        raise ValueError("short fork request")
+    magic, payload_len, nfds = HEADER.unpack(msg)
+    if magic != b"olfork02" or len(fds) < 6 or nfds != len(fds) or payload_len > MAX_PAYLOAD:
+        for fd in fds:
+            os.close(fd)
         raise ValueError("not a fork request")
-    return fds, fields
+    return fds, payload_len
 
 
 def handle_fork(conn, listeners):
@@ -271,13 +292,13 @@ def handle_fork(conn, listeners):
         _pid, uid, _gid = struct.unpack("3i", cred)
         if uid != 0:
             raise PermissionError("only root may ask for a fork")
-        fds, fields = read_request(conn)
+        fds, payload_len = read_header(conn)
         sys.stdout.flush()
         sys.stderr.flush()
         if os.fork() == 0:
             for s in listeners:
                 s.close()
-            forked(conn, fds, fields)
+            forked(conn, fds, payload_len)
     except Exception as e:  # noqa: BLE001
         try:
             conn.sendall(("error %s\n" % e).encode())

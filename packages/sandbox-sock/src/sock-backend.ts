@@ -5,6 +5,7 @@ import { chmod, chown, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import {
   GUEST_SOCKET_NAME,
+  GuestSocketUnsafeError,
   guestClient,
   type Logger,
   type Sandbox,
@@ -17,6 +18,7 @@ import {
   SandboxUnsupportedError,
   silentLogger,
   validateSpec,
+  waitForGuestSocket,
 } from "@openlambda/sandbox-core";
 import { type CgroupDriver, cgroupDriver, type SandboxCgroup } from "./cgroup/driver.js";
 import { CgroupPool } from "./cgroup/pool.js";
@@ -25,7 +27,6 @@ import { locateHelper } from "./helper-binary.js";
 import { checkHost } from "./host-checks.js";
 import { readTail } from "./log-tail.js";
 import { SockSandbox } from "./sock-sandbox.js";
-import { waitForSocket } from "./wait-socket.js";
 import { sandboxesDir, workerTag } from "./worker-tag.js";
 
 export interface SockFeatures {
@@ -189,7 +190,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       });
 
       const tCgroup = performance.now();
-      const args = ["run", "--tag", tag, "--root", baseDir, "--code", resolve(spec.codeDir)];
+      const args = ["--root", baseDir, "--code", resolve(spec.codeDir)];
       args.push("--scratch", scratchDir, "--tmp", tmpDir, "--log", logPath);
       args.push("--log-max", String(logMax), "--uid", String(uid), "--gid", String(gid));
       args.push("--net", spec.network ?? "host", "--seccomp", features.seccomp ? "1" : "0");
@@ -213,8 +214,17 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
         ...(zygote && spec.preImport ? { OL_ZYGOTE_IMPORTS: spec.preImport.join(",") } : {}),
         ...spec.env,
       };
-      const spawned = spawn(helper, args, { env, stdio: ["ignore", "ignore", "pipe"] });
+      // Only the tag on the command line, which force cleanup looks for: the sandbox's pid 1 is
+      // a fork of the helper and its guest can read /proc/1/cmdline, so every host path goes
+      // through stdin instead.
+      const spawned = spawn(helper, ["run", "--tag", tag, "--stdin-args"], {
+        argv0: "ol-sock-helper",
+        env,
+        stdio: ["pipe", "ignore", "pipe"],
+      });
       child = spawned;
+      spawned.stdin?.on("error", () => {});
+      spawned.stdin?.end(`${args.join("\0")}\0`);
       let stderr = "";
       spawned.stderr?.setEncoding("utf8");
       spawned.stderr?.on("data", (chunk: string) => {
@@ -234,11 +244,13 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       });
 
       const tSpawn = performance.now();
-      const socketPath = join(scratchDir, GUEST_SOCKET_NAME);
-      const failure = await waitForSocket(socketPath, startTimeoutMs, () =>
-        exitStatus === undefined ? undefined : `exited with status ${exitStatus}`,
-      );
-      if (failure) {
+      const ready = await waitForGuestSocket(scratchDir, {
+        timeoutMs: startTimeoutMs,
+        stillAlive: () =>
+          exitStatus === undefined ? undefined : `exited with status ${exitStatus}`,
+      });
+      const failure = ready.reason;
+      if (!ready.socket) {
         if (exitStatus !== undefined) await exited;
         // Setup failures (125) and exec failures (127) are the helper's; anything else the guest's.
         const helperSays = stderr.trim();
@@ -254,7 +266,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       }
 
       const sandbox: SockSandbox = new SockSandbox(
-        { id, spec, transport: guestClient(socketPath), emit: hub.emit },
+        { id, spec, transport: guestClient(ready.socket), emit: hub.emit },
         {
           child: spawned,
           exited,
@@ -292,7 +304,11 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       return sandbox;
     } catch (error) {
       await undo(cgroup, child, stateDir);
-      if (error instanceof SandboxCreateError || error instanceof SandboxGuestStartError)
+      if (
+        error instanceof SandboxCreateError ||
+        error instanceof SandboxGuestStartError ||
+        error instanceof GuestSocketUnsafeError
+      )
         throw error;
       throw new SandboxCreateError(`sandbox ${id}: create failed: ${(error as Error).message}`, {
         cause: error,

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -54,6 +55,27 @@ def probe():
         "marker": getattr(sys.modules.get("zmarker"), "VALUE", None),
     }
 
+def scan(prefix):
+    """Reads this process's own memory for prefix + 32 hex digits (a tenant's planted secret)."""
+    import re
+    libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: /proc/self/mem is root's after setuid
+    pattern = re.compile(re.escape(prefix.encode()) + rb"([0-9a-f]{32})")
+    found, scanned = set(), 0
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("r") or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]", "[vvar_vclock]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            scanned += len(chunk)
+            found.update(m.decode() for m in pattern.findall(chunk))
+    return {"found": sorted(found), "scanned": scanned}
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def address_string(self):
@@ -67,6 +89,8 @@ class Handler(BaseHTTPRequestHandler):
             out = probe()
         elif url.path == "/env":
             out = {"value": os.environ.get(q["name"][0])}
+        elif url.path == "/scan":
+            out = scan(q["prefix"][0])
         elif url.path == "/alloc":
             held.append(b"x" * (int(q["mb"][0]) << 20))
             out = {"ok": True}
@@ -218,6 +242,23 @@ describe.skipIf(whatIsMissing())("sock fork (zygotes)", () => {
     const p = await get<Probe>(child, "/probe");
     expect(p.uid).toBe(65534);
     await child.destroy();
+  });
+
+  it("leaves no tenant's environment in the zygote for later children to find", async () => {
+    const zygote = await backend.create(zygoteSpec());
+    const secrets = Array.from({ length: 30 }, () => randomBytes(16).toString("hex"));
+    const env = Object.fromEntries(secrets.map((s, i) => [`SECRET_${i}`, `OLSECRET${s}`]));
+    const a = await zygote.fork(childSpec({ env }));
+    // The scanner works: the tenant finds its own secrets in its own memory.
+    const own = await get<{ found: string[]; scanned: number }>(a, "/scan?prefix=OLSECRET");
+    expect(own.found).toEqual(expect.arrayContaining(secrets));
+    await a.destroy();
+    const b = await zygote.fork(childSpec());
+    const later = await get<{ found: string[]; scanned: number }>(b, "/scan?prefix=OLSECRET");
+    expect(later.scanned).toBeGreaterThan(1 << 20);
+    expect(later.found.filter((f) => secrets.includes(f))).toEqual([]);
+    await b.destroy();
+    await zygote.destroy();
   });
 
   it("rejects a fork the fork server cannot take and leaves nothing behind", async () => {

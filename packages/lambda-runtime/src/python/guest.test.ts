@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { guestClient, waitForGuestSocket } from "@openlambda/sandbox-core";
@@ -34,9 +34,9 @@ async function guest(files: Record<string, string>, env: Record<string, string> 
   child.stderr?.on("data", (c: Buffer) => {
     stderr += c.toString();
   });
-  const why = await waitForGuestSocket(socket, { timeoutMs: 5000 });
-  if (why) throw new Error(`the guest did not start: ${why}\n${stderr}`);
-  const client = guestClient(socket);
+  const ready = await waitForGuestSocket(dirname(socket), { timeoutMs: 5000 });
+  if (!ready.socket) throw new Error(`the guest did not start: ${ready.reason}\n${stderr}`);
+  const client = guestClient(ready.socket);
   started.push({ child, client, cleanup });
   const call = async (
     path: string,

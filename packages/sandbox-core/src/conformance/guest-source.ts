@@ -4,12 +4,15 @@
  * Kept as source text so that the suite can write it into any code dir, built or not.
  *
  * Routes: GET /ping, ANY /echo, GET /env?name=, GET /whoami, GET /counter, GET /alloc?mb=,
- * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /read?path=.
+ * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /read?path=, GET /relink?target= (replaces its
+ * own socket with a symbolic link to target and drops its connections), GET /cmdlines (every
+ * process's command line it can read). With OL_CONFORMANCE_LINK_SOCKET=target it never listens:
+ * it puts a link to target where its socket belongs, as a guest attacking the worker would.
  */
 export const CONFORMANCE_GUEST_SOURCE = `
 import { createServer } from "node:http";
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 
 export function start(options = {}) {
   const socketPath = options.socketPath ?? process.env.OL_GUEST_SOCKET ?? "/host/ol.sock";
@@ -94,6 +97,23 @@ export function start(options = {}) {
             json(200, { ok: false, code: e.code });
           }
           return;
+        case "/relink":
+          rmSync(socketPath, { force: true });
+          symlinkSync(q("target") ?? "/nonexistent", socketPath);
+          res.setHeader("connection", "close");
+          json(200, { relinked: true });
+          setTimeout(() => server.closeAllConnections(), 5);
+          return;
+        case "/cmdlines": {
+          const lines = [];
+          for (const pid of readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p))) {
+            try {
+              lines.push(readFileSync("/proc/" + pid + "/cmdline", "utf8").split("\\0").join(" "));
+            } catch {}
+          }
+          json(200, { lines });
+          return;
+        }
         default:
           json(404, { error: "no route " + url.pathname });
       }
@@ -102,6 +122,13 @@ export function start(options = {}) {
     }
   });
   try { rmSync(socketPath, { force: true }); } catch {}
+  const link = env.OL_CONFORMANCE_LINK_SOCKET;
+  if (link) {
+    symlinkSync(link, socketPath);
+    // Stays alive without listening: the worker must refuse the link, not wait for an exit.
+    const alive = setInterval(() => {}, 1 << 30);
+    return Promise.resolve({ close: async () => clearInterval(alive) });
+  }
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(socketPath, () => resolve({ close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) }));

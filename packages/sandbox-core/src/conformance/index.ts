@@ -1,10 +1,11 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidSpecError, SandboxDeadError } from "../errors.js";
+import { GuestSocketUnsafeError, InvalidSpecError, SandboxDeadError } from "../errors.js";
 import type { Sandbox, SandboxBackend, SandboxEvent, SandboxSpec } from "../types.js";
 import { CONFORMANCE_GUEST_SOURCE } from "./guest-source.js";
 
@@ -18,6 +19,8 @@ export type ConformanceCheck =
   | "network-none"
   | "unprivileged-guest"
   | "stats-memory"
+  | "host-paths-hidden"
+  | "uid-per-sandbox"
   | "fork";
 
 export interface ConformanceOptions {
@@ -413,6 +416,78 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     );
 
     it(
+      "never connects through a link the guest put in place of its socket",
+      async () => {
+        const decoy = await decoySocket();
+        const sandbox = await backend.create(spec());
+        try {
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+          await get(sandbox, `/relink?target=${encodeURIComponent(decoy.path)}`);
+          // New connections from here on: each one must reach the guest's own socket or fail.
+          const after = await Promise.allSettled(
+            Array.from({ length: 12 }, () => get(sandbox, "/ping")),
+          );
+          for (const r of after) if (r.status === "fulfilled") expect(r.value.text).toBe("pong");
+          expect(decoy.connections()).toBe(0);
+        } finally {
+          await sandbox.destroy();
+          await decoy.close();
+        }
+      },
+      timeout,
+    );
+
+    it(
+      "refuses a guest whose socket is a link from the start, with OL_GUEST_SOCKET_UNSAFE",
+      async () => {
+        const decoy = await decoySocket();
+        try {
+          const attempt = backend.create(spec({ env: { OL_CONFORMANCE_LINK_SOCKET: decoy.path } }));
+          await expect(attempt).rejects.toBeInstanceOf(GuestSocketUnsafeError);
+          expect(decoy.connections()).toBe(0);
+        } finally {
+          await decoy.close();
+        }
+      },
+      timeout,
+    );
+
+    check(
+      "host-paths-hidden",
+      () => true,
+      "shows the guest no host path of its sandbox in any process's command line",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          const { lines } = await getJson<{ lines: string[] }>(sandbox, "/cmdlines");
+          expect(lines.length).toBeGreaterThan(0);
+          for (const line of lines) expect(line).not.toContain(codeDir);
+          for (const line of lines) expect(line).not.toMatch(/--cgroup|--scratch|\/sys\/fs\/cgroup/);
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    check(
+      "uid-per-sandbox",
+      (b) => b.capabilities.uidPerSandbox === true,
+      "runs each live sandbox as a uid of its own",
+      async () => {
+        const sandboxes = await Promise.all([1, 2, 3].map(() => backend.create(spec())));
+        try {
+          const uids = await Promise.all(
+            sandboxes.map(async (s) => (await getJson<{ uid: number }>(s, "/whoami")).uid),
+          );
+          expect(new Set(uids).size).toBe(3);
+          for (const uid of uids) expect(uid).toBeGreaterThan(0);
+        } finally {
+          await Promise.all(sandboxes.map((s) => s.destroy()));
+        }
+      },
+    );
+
+    it(
       "cleanup destroys every live sandbox",
       async () => {
         const a = await backend.create(spec());
@@ -428,4 +503,28 @@ export function runSandboxConformance(options: ConformanceOptions): void {
       timeout,
     );
   });
+}
+
+/** A unix socket in a fresh temp dir that counts who connects: the target of a lying guest. */
+async function decoySocket(): Promise<{
+  path: string;
+  connections: () => number;
+  close: () => Promise<void>;
+}> {
+  const dir = await mkdtemp(join(tmpdir(), "ol-conformance-decoy-"));
+  const path = join(dir, "decoy.sock");
+  let connections = 0;
+  const server: Server = createServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    path,
+    connections: () => connections,
+    close: async () => {
+      await new Promise((resolve) => server.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

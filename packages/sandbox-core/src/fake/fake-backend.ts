@@ -94,17 +94,21 @@ export function fakeBackend(options: FakeBackendOptions = {}): SandboxBackend {
         if (ownScratch) await rm(scratchDir, { recursive: true, force: true });
         throw new SandboxCreateError(`fake sandbox ${id}: guest failed to start`, { cause: error });
       }
-      const notReady = await waitForGuestSocket(socketPath, {
+      const ready = await waitForGuestSocket(scratchDir, {
         timeoutMs: 5000,
         stillAlive: () => (exited === undefined ? undefined : `guest exited with ${exited}`),
-      });
-      if (notReady) {
+      }).catch(async (error: unknown) => {
         await guest.close().catch(() => {});
         if (ownScratch) await rm(scratchDir, { recursive: true, force: true });
-        throw new SandboxGuestStartError(`fake sandbox ${id}: ${notReady}`);
+        throw error;
+      });
+      if (!ready.socket) {
+        await guest.close().catch(() => {});
+        if (ownScratch) await rm(scratchDir, { recursive: true, force: true });
+        throw new SandboxGuestStartError(`fake sandbox ${id}: ${ready.reason}`);
       }
       sandbox = new FakeSandbox(
-        { id, spec, transport: guestClient(socketPath), emit: hub.emit },
+        { id, spec, transport: guestClient(ready.socket), emit: hub.emit },
         guest,
         () => {
           live.delete(sandbox as FakeSandbox);
