@@ -29,6 +29,12 @@ describe("worker config", () => {
     [{ sandbox: "vm" }, /sandbox must be one of sock, docker/],
     [{ features: { enable_seccomp: "yes" } }, /features.enable_seccomp must be true or false/],
     [[], /must hold a JSON object/],
+    [{ sandbox_uids: { first: 0 } }, /sandbox_uids.first must be a positive integer/],
+    [{ sandbox_uids: { count: -3 } }, /sandbox_uids.count must be a positive integer/],
+    [
+      { sandbox_uids: { first: 4_294_967_000, count: 1000 } },
+      /sandbox_uids.first \+ sandbox_uids.count/,
+    ],
   ])("refuses %j naming the key", (raw, message) => {
     expect(() => parseWorkerConfig(raw, "/srv/ol")).toThrow(InvalidWorkerConfigError);
     expect(() => parseWorkerConfig(raw, "/srv/ol")).toThrow(message);
@@ -50,5 +56,12 @@ describe("worker config", () => {
     expect(() => applyOverrides(base, ["nope=1"])).toThrow(/unknown key nope/);
     expect(() => applyOverrides(base, ["worker_port"])).toThrow(/key=value/);
     expect(() => applyOverrides(base, ["worker_port=abc"])).toThrow(/worker_port must be a port/);
+    expect(applyOverrides(base, ["sandbox_uids.first=200000"]).sandbox_uids).toEqual({
+      first: 200000,
+      count: 65536,
+    });
+    expect(() => applyOverrides(base, ["sandbox_uids.count=4294967295"])).toThrow(
+      /sandbox_uids.first \+ sandbox_uids.count/,
+    );
   });
 });

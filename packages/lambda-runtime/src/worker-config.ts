@@ -52,6 +52,8 @@ export interface WorkerConfig {
     enable_seccomp: boolean;
   };
   docker: { base_image: string };
+  /** Host uids for guests, one per live sandbox: `first` .. `first + count - 1`. */
+  sandbox_uids: { first: number; count: number };
 }
 
 export function defaultWorkerConfig(workerDir: string): WorkerConfig {
@@ -88,6 +90,7 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
       enable_seccomp: true,
     },
     docker: { base_image: "" },
+    sandbox_uids: { first: 1_000_000, count: 65_536 },
   };
 }
 
@@ -124,7 +127,23 @@ const RULES: Record<string, Rule> = {
   "features.reuse_cgroups": "bool",
   "features.enable_seccomp": "bool",
   "docker.base_image": "string",
+  "sandbox_uids.first": "posint",
+  "sandbox_uids.count": "posint",
 };
+
+/** 2^32 - 1 means "no uid" to the kernel. */
+const LAST_UID = 4_294_967_294;
+
+/** Checks that need more than one key at a time. */
+function checkTogether(config: WorkerConfig): WorkerConfig {
+  const { first, count } = config.sandbox_uids;
+  if (first + count - 1 > LAST_UID) {
+    throw new InvalidWorkerConfigError(
+      `config: sandbox_uids.first + sandbox_uids.count - 1 must be at most ${LAST_UID} (got ${first} + ${count})`,
+    );
+  }
+  return config;
+}
 
 function check(key: string, value: unknown, rule: Rule): unknown {
   const bad = (why: string): never => {
@@ -185,7 +204,7 @@ export function parseWorkerConfig(raw: unknown, workerDir: string): WorkerConfig
   if (!isAbsolute(result.registry)) result.registry = resolve(result.worker_dir, result.registry);
   if (result.pip_find_links !== "" && !isAbsolute(result.pip_find_links))
     result.pip_find_links = resolve(result.worker_dir, result.pip_find_links);
-  return result;
+  return checkTogether(result);
 }
 
 /** Applies `-o key=value` overrides; values parse as JSON when they can, else as strings. */
@@ -208,7 +227,7 @@ export function applyOverrides(config: WorkerConfig, overrides: readonly string[
     }
     setPath(copy, key, check(key, value, rule));
   }
-  return copy as unknown as WorkerConfig;
+  return checkTogether(copy as unknown as WorkerConfig);
 }
 
 function setPath(obj: Record<string, unknown>, key: string, value: unknown): void {

@@ -2,10 +2,10 @@ export { channels, type SandboxEventMessage } from "./diagnostics.js";
 export {
   BackendError,
   BackendUnavailableError,
-  GuestSocketUnsafeError,
   defineOlError,
   type ErrorCodeInfo,
   errorCodes,
+  GuestSocketUnsafeError,
   InvalidSpecError,
   isOlError,
   OlError,
@@ -34,6 +34,7 @@ export {
   type WaitForGuestOptions,
   waitForGuestSocket,
 } from "./guest-transport.js";
+export { handOverTree, makeReadableByGuest } from "./host-dirs.js";
 export { type Logger, silentLogger } from "./logger.js";
 export { pickBackend } from "./pick-backend.js";
 export { BaseSandbox, type BaseSandboxInit } from "./sandbox-base.js";
@@ -57,3 +58,4 @@ export {
   type SandboxState,
   type SandboxStats,
 } from "./types.js";
+export { DEFAULT_UID_RANGE, UidAllocator, type UidRange } from "./uid-allocator.js";

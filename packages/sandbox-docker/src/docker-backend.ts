@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { chmod, chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   guestClient,
+  handOverTree,
   type Logger,
+  makeReadableByGuest,
   type Sandbox,
   type SandboxBackend,
   type SandboxCapabilities,
@@ -13,6 +15,8 @@ import {
   type SandboxSpec,
   SandboxUnsupportedError,
   silentLogger,
+  UidAllocator,
+  type UidRange,
   validateSpec,
   waitForGuestSocket,
 } from "@openlambda/sandbox-core";
@@ -47,9 +51,11 @@ export interface DockerBackendOptions {
   readonly workerId?: string;
   /** Where the backend makes scratch dirs for specs without one; default a fresh temp dir. */
   readonly workDir?: string;
-  /** uid and gid the guest runs as; default 65534 (nobody); never 0. */
-  readonly uid?: number;
-  readonly gid?: number;
+  /**
+   * Host uids for guests, one per live container (its gid is the same number), so that plain
+   * Unix permissions separate tenants too. Default `DEFAULT_UID_RANGE` (1000000, 65536 of them).
+   */
+  readonly uidRange?: UidRange;
   /** How long a new guest may take to listen on /host/ol.sock; default 15 s. */
   readonly startTimeoutMs?: number;
   /** Size of each sandbox's /tmp tmpfs, MiB (counts against its memory); default 16. */
@@ -87,6 +93,7 @@ export const DOCKER_CAPABILITIES: SandboxCapabilities = {
   downsizePausedMemory: false,
   limits: { memory: true, cpu: true, procs: true },
   networkModes: ["host", "none"],
+  uidPerSandbox: true,
 };
 
 /**
@@ -99,14 +106,8 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
   const hub = new SandboxEventHub(name);
   const workerId = options.workerId ?? `${hostname()}-${process.pid}`;
   const instanceId = randomBytes(6).toString("hex");
-  const uid = options.uid ?? 65534;
-  const gid = options.gid ?? 65534;
-  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0 || gid <= 0) {
-    // The guest runs untrusted code: root in the container is one kernel bug from root outside.
-    throw new RangeError(
-      `dockerBackend: uid and gid must be positive integers, not root (got ${uid}:${gid})`,
-    );
-  }
+  // Never 0: root in the container is one kernel bug from root outside.
+  const uids = new UidAllocator(options.uidRange);
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
   const live = new Set<DockerSandbox>();
   const creating = new Set<Promise<unknown>>();
@@ -172,13 +173,16 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
     await mkdir(scratchDir, { recursive: true });
     let containerId: string | undefined;
     const stopWatching = new AbortController();
+    const uid = uids.take();
+    const gid = uid;
     const undo = async () => {
+      uids.release(uid);
       stopWatching.abort();
       if (containerId) await removeContainer(client, containerId).catch(() => {});
       if (ownsScratch) await rm(scratchDir, { recursive: true, force: true }).catch(() => {});
     };
     try {
-      await prepareHostDirs(spec, scratchDir, uid, gid);
+      await prepareHostDirs(spec, scratchDir, ownsScratch, uid, gid);
       const { body } = await client.json<{ Id: string }>({
         method: "POST",
         path: "/containers/create",
@@ -233,7 +237,10 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
         logTailLines: options.logTailLines ?? 200,
         exited,
         stopWatching,
-        onGone: () => live.delete(sandbox),
+        onGone: () => {
+          live.delete(sandbox);
+          uids.release(uid);
+        },
       });
       live.add(sandbox);
       hub.emit({ type: "created", sandboxId: id, ms: performance.now() - started });
@@ -304,19 +311,18 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
 async function prepareHostDirs(
   spec: SandboxSpec,
   scratchDir: string,
+  ownsScratch: boolean,
   uid: number,
   gid: number,
 ): Promise<void> {
   try {
-    await chown(scratchDir, uid, gid);
+    if (ownsScratch) await chown(scratchDir, uid, gid);
+    else await handOverTree(scratchDir, uid, gid);
   } catch {
     // Not root (a docker-group user): a world-writable scratch dir is the next best thing.
     await chmod(scratchDir, 0o777);
   }
-  for (const dir of [spec.codeDir, ...Object.values(spec.packages ?? {})]) {
-    const st = await stat(dir);
-    if ((st.mode & 0o005) !== 0o005) await chmod(dir, (st.mode & 0o7777) | 0o055);
-  }
+  await Promise.all([spec.codeDir, ...Object.values(spec.packages ?? {})].map(makeReadableByGuest));
 }
 
 async function tailLogs(engine: DockerEngine, containerId: string, lines: number): Promise<string> {

@@ -134,8 +134,9 @@ describe("dockerBackend without an engine", () => {
 
 describe("dockerBackend options", () => {
   it("refuses to run guests as root", () => {
-    expect(() => dockerBackend({ image: "x", uid: 0 })).toThrow(/not root/);
-    expect(() => dockerBackend({ image: "x", gid: 0 })).toThrow(/not root/);
+    expect(() => dockerBackend({ image: "x", uidRange: { first: 0, count: 10 } })).toThrow(
+      /positive integers/,
+    );
   });
 
   it("claims pause and every limit, and no fork", () => {
@@ -145,6 +146,7 @@ describe("dockerBackend options", () => {
       pause: true,
       limits: { memory: true, cpu: true, procs: true },
       networkModes: ["host", "none"],
+      uidPerSandbox: true,
     });
   });
 });

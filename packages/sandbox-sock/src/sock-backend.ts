@@ -1,13 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import {
   GUEST_SOCKET_NAME,
   GuestSocketUnsafeError,
   guestClient,
+  handOverTree,
   type Logger,
+  makeReadableByGuest,
   type Sandbox,
   type SandboxBackend,
   type SandboxCapabilities,
@@ -17,6 +19,8 @@ import {
   type SandboxSpec,
   SandboxUnsupportedError,
   silentLogger,
+  UidAllocator,
+  type UidRange,
   validateSpec,
   waitForGuestSocket,
 } from "@openlambda/sandbox-core";
@@ -43,9 +47,11 @@ export interface SockBackendOptions {
   readonly baseDir: string;
   /** Pre-made cgroups kept ready (default 8; 0 makes one per create). */
   readonly cgroupPoolSize?: number;
-  /** Guest uid and gid (default 65534, nobody); never 0. */
-  readonly uid?: number;
-  readonly gid?: number;
+  /**
+   * Host uids for guests, one per live sandbox (its gid is the same number), so that plain Unix
+   * permissions separate tenants too. Default `DEFAULT_UID_RANGE` (1000000, 65536 of them).
+   */
+  readonly uidRange?: UidRange;
   readonly features?: SockFeatures;
   /** Parent of the worker's cgroups, relative to each hierarchy's root (default: the root). */
   readonly cgroupParent?: string;
@@ -64,6 +70,7 @@ export const SOCK_CAPABILITIES: SandboxCapabilities = {
   downsizePausedMemory: true,
   limits: { memory: true, cpu: true, procs: true },
   networkModes: ["host", "none"],
+  uidPerSandbox: true,
 };
 
 const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -98,13 +105,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
   const helper = locateHelper(options.helperPath);
   const layout = checkHost(baseDir);
   const log = (options.logger ?? silentLogger).child({ backend: "sock" });
-  const uid = options.uid ?? 65534;
-  const gid = options.gid ?? 65534;
-  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0 || gid <= 0) {
-    throw new SandboxCreateError(
-      `sock backend: uid and gid must be positive integers (got ${uid}:${gid})`,
-    );
-  }
+  const uids = new UidAllocator(options.uidRange);
   const features = {
     seccomp: options.features?.seccomp ?? true,
     downsizePausedMemory: options.features?.downsizePausedMemory ?? true,
@@ -161,9 +162,10 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     const started = performance.now();
     await prepare();
     const zygote = mode.kind === "zygote";
-    // A zygote's dirs belong to its fork server (uid 0 without CAP_DAC_OVERRIDE), never a guest.
-    const dirUid = zygote ? 0 : uid;
-    const dirGid = zygote ? 0 : gid;
+    // A zygote's dirs belong to its fork server (uid 0 without CAP_DAC_OVERRIDE), never a guest;
+    // it needs no uid of its own (each child it forks gets one).
+    const uid = zygote ? 0 : uids.take();
+    const gid = uid;
     const id = `sb-${randomBytes(5).toString("hex")}`;
     const stateDir = join(stateRoot, id);
     const ownScratch = spec.scratchDir === undefined;
@@ -175,10 +177,10 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     try {
       await mkdir(stateDir, { mode: 0o700 });
       await Promise.all([
-        guestDir(tmpDir, dirUid, dirGid),
-        ownScratch ? guestDir(scratchDir, dirUid, dirGid) : handOver(scratchDir, dirUid, dirGid),
-        readableByGuest(spec.codeDir),
-        ...Object.values(spec.packages ?? {}).map(readableByGuest),
+        guestDir(tmpDir, uid, gid),
+        ownScratch ? guestDir(scratchDir, uid, gid) : handOverTree(scratchDir, uid, gid),
+        makeReadableByGuest(spec.codeDir),
+        ...Object.values(spec.packages ?? {}).map(makeReadableByGuest),
       ]);
       const tDirs = performance.now();
       cgroup = await pool.take();
@@ -192,7 +194,9 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       const tCgroup = performance.now();
       const args = ["--root", baseDir, "--code", resolve(spec.codeDir)];
       args.push("--scratch", scratchDir, "--tmp", tmpDir, "--log", logPath);
-      args.push("--log-max", String(logMax), "--uid", String(uid), "--gid", String(gid));
+      args.push("--log-max", String(logMax));
+      // A zygote's helper still wants a guest uid; its fork server never drops to it.
+      if (!zygote) args.push("--uid", String(uid), "--gid", String(gid));
       args.push("--net", spec.network ?? "host", "--seccomp", features.seccomp ? "1" : "0");
       args.push("--ppid", String(process.pid));
       for (const file of cgroup.procsFiles) args.push("--cgroup", file);
@@ -277,7 +281,10 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
           downsizePausedMemory: features.downsizePausedMemory,
           freezeTimeoutMs: 5000,
           log,
-          onGone: () => live.delete(sandbox),
+          onGone: () => {
+            live.delete(sandbox);
+            if (!zygote) uids.release(uid);
+          },
           zygote,
           ...(zygote
             ? {
@@ -304,6 +311,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       return sandbox;
     } catch (error) {
       await undo(cgroup, child, stateDir);
+      if (!zygote) uids.release(uid);
       if (
         error instanceof SandboxCreateError ||
         error instanceof SandboxGuestStartError ||
@@ -335,23 +343,6 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
 async function guestDir(path: string, uid: number, gid: number): Promise<void> {
   await mkdir(path, { mode: 0o700 });
   await chown(path, uid, gid);
-}
-
-/** A caller's scratch dir: the guest must be able to create its socket there. */
-async function handOver(path: string, uid: number, gid: number): Promise<void> {
-  await mkdir(path, { recursive: true, mode: 0o700 });
-  await chown(path, uid, gid);
-}
-
-/**
- * The guest reads code and packages as an unprivileged uid through a bind mount, which keeps
- * the directory's mode: a 0700 temp dir would be unreadable. Only the top directory is
- * opened up (o+rx); its files keep their own modes.
- */
-async function readableByGuest(dir: string): Promise<void> {
-  const st = await stat(dir);
-  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
-  if ((st.mode & 0o005) !== 0o005) await chmod(dir, (st.mode & 0o7777) | 0o055);
 }
 
 async function undo(

@@ -15,6 +15,9 @@ interface Probe {
   status: Record<string, string>;
   procPids: number[];
   init: string;
+  initCmdline: string;
+  initEnviron: string;
+  ioUring: string;
   rootEntries: string[];
   hostname: string;
   mount: string;
@@ -95,6 +98,13 @@ describe.skipIf(whatIsMissing())("sock isolation", () => {
       // of the host (python3 probes come and go, hence "at most a few").
       expect(p.pid).toBe(2);
       expect(p.init).toMatch(/ol-sock-helper$/);
+      // pid 1's command line names no host path (worker dir, cgroups, code): those came on stdin.
+      expect(p.initCmdline).toMatch(/^ol-sock-helper run --tag ol-[0-9a-f]+ --stdin-args$/);
+      expect(p.initCmdline).not.toContain(code.path);
+      expect(p.initCmdline).not.toContain(work.path);
+      expect(p.initEnviron).toBe("EACCES");
+      // io_uring's operations bypass seccomp: the rings cannot be set up at all.
+      expect(p.ioUring).toBe(EPERM);
       expect(Math.max(...p.procPids)).toBeLessThan(50);
       expect(p.hostname).toBe("sandbox");
       // The root is the base: no host /root, /home or /etc/shadow, nothing writable but /host and /tmp.

@@ -32,12 +32,14 @@ export async function makeBackend(
           downsizePausedMemory: config.features.downsize_paused_mem,
         },
         cgroupPoolSize: config.features.reuse_cgroups ? 8 : 0,
+        uidRange: config.sandbox_uids,
         logger,
       }),
     docker: async () => {
       const backend = dockerBackend({
         workerId: dockerWorkerId(layout),
         workDir: layout.docker,
+        uidRange: config.sandbox_uids,
         logger,
         ...(config.docker.base_image
           ? { image: config.docker.base_image }

@@ -462,7 +462,8 @@ export function runSandboxConformance(options: ConformanceOptions): void {
           const { lines } = await getJson<{ lines: string[] }>(sandbox, "/cmdlines");
           expect(lines.length).toBeGreaterThan(0);
           for (const line of lines) expect(line).not.toContain(codeDir);
-          for (const line of lines) expect(line).not.toMatch(/--cgroup|--scratch|\/sys\/fs\/cgroup/);
+          for (const line of lines)
+            expect(line).not.toMatch(/--cgroup|--scratch|\/sys\/fs\/cgroup/);
         } finally {
           await sandbox.destroy();
         }
