@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type Sandbox,
@@ -248,7 +248,7 @@ describe.skipIf(whatIsMissing())("sock fork (zygotes)", () => {
   });
 
   it("leaves no tenant's environment in the zygote for later children to find", async () => {
-    const zygote = await backend.create(zygoteSpec());
+    const zygote = (await backend.create(zygoteSpec())) as SockSandbox;
     const secrets = Array.from({ length: 30 }, () => randomBytes(16).toString("hex"));
     const env = Object.fromEntries(secrets.map((s, i) => [`SECRET_${i}`, `OLSECRET${s}`]));
     const a = await zygote.fork(childSpec({ env }));
@@ -256,6 +256,9 @@ describe.skipIf(whatIsMissing())("sock fork (zygotes)", () => {
     const own = await get<{ found: string[]; scanned: number }>(a, "/scan?prefix=OLSECRET");
     expect(own.found).toEqual(expect.arrayContaining(secrets));
     await a.destroy();
+    // Every later child starts as a copy of the fork server: its memory must hold none of them.
+    const inZygote = await secretsInMemory(zygote, secrets);
+    expect(inZygote).toEqual([]);
     const b = await zygote.fork(childSpec());
     const later = await get<{ found: string[]; scanned: number }>(b, "/scan?prefix=OLSECRET");
     expect(later.scanned).toBeGreaterThan(1 << 20);
@@ -275,3 +278,35 @@ describe.skipIf(whatIsMissing())("sock fork (zygotes)", () => {
     await zygote.destroy();
   });
 });
+
+/**
+ * Which of `secrets` the processes of a sandbox's cgroup hold in memory, read from the host
+ * (root) through /proc/PID/mem: what a child forked from them would start with.
+ */
+async function secretsInMemory(sandbox: SockSandbox, secrets: string[]): Promise<string[]> {
+  const found = new Set<string>();
+  for (const procs of sandbox.cgroup.procsFiles) {
+    const pids = (await readFile(procs, "utf8")).split("\n").filter(Boolean);
+    for (const pid of pids) {
+      const maps = await readFile(`/proc/${pid}/maps`, "utf8").catch(() => "");
+      const mem = await open(`/proc/${pid}/mem`, "r").catch(() => undefined);
+      if (!mem) continue;
+      try {
+        for (const line of maps.split("\n")) {
+          const [range, perms, , , , name] = line.split(/\s+/);
+          if (!range || !perms?.startsWith("r") || name?.startsWith("[v")) continue;
+          const [start, end] = range.split("-").map((x) => Number.parseInt(x, 16));
+          if (start === undefined || end === undefined) continue;
+          const buf = Buffer.alloc(end - start);
+          const read = await mem.read(buf, 0, buf.length, start).catch(() => undefined);
+          if (!read) continue;
+          const text = buf.subarray(0, read.bytesRead).toString("latin1");
+          for (const secret of secrets) if (text.includes(secret)) found.add(secret);
+        }
+      } finally {
+        await mem.close();
+      }
+    }
+  }
+  return [...found];
+}
