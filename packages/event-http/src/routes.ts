@@ -28,7 +28,7 @@ export const ROUTES = {
   registryConfig: {
     path: "/registry/NAME/config",
     method: "GET",
-    auth: "public",
+    auth: "admin",
     metric: "registry",
   },
   registryUpload: { path: "/registry/NAME", method: "POST", auth: "admin", metric: "registry" },
