@@ -114,9 +114,13 @@ export class SockSandbox extends BaseSandbox {
     try {
       // Killing the cgroup's tasks kills pid 1 of the sandbox's pid namespace, so the kernel
       // ends everything else in it and drops its mount namespace; the helper then exits.
-      await cgroup.killAll(5000).catch((error: unknown) => {
-        log.warn({ sandboxId: this.id, err: error }, "killing the sandbox's tasks failed");
-      });
+      const killed = await cgroup.killAll(5000).then(
+        () => true,
+        (error: unknown) => {
+          log.warn({ sandboxId: this.id, err: error }, "killing the sandbox's tasks failed");
+          return false;
+        },
+      );
       // A zygote's helper stays while children it forked live: it reaps them, then exits.
       const lingers = this.#parts.zygote === true && this.#children.size > 0;
       const helperGone =
@@ -132,6 +136,9 @@ export class SockSandbox extends BaseSandbox {
       await cgroup.remove().catch((error: unknown) => {
         log.warn({ sandboxId: this.id, err: error }, "removing the sandbox's cgroup failed");
       });
+      // Its /host and /tmp are the guest's to fill with links: removed only once no guest task
+      // can swap a directory for a link under the walk; else force cleanup removes them later.
+      if (!killed) return;
       await rm(this.#parts.stateDir, { recursive: true, force: true, maxRetries: 3 }).catch(
         (error: unknown) => {
           // forceCleanup/cleanup() sweeps the sandboxes dir; a destroy must not fail on it.
