@@ -95,6 +95,26 @@ describe("/run/NAME", () => {
     }
   });
 
+  it.each([42, 100, 150, 101, 199, 600, 999, 0, 200.5])(
+    "refuses an answer with status %s: 502 OL_GUEST_BAD_RESPONSE, and the connection goes on",
+    async (status) => {
+      const { port, invoker } = await start();
+      invoker.handler = async () => ({ status, headers: { "x-injected": "yes" }, body: "body" });
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const reply = await send(port, "/run/echo", { agent });
+        expect(reply.status).toBe(502);
+        expect(errorBody(reply.text).code).toBe("OL_GUEST_BAD_RESPONSE");
+        expect(reply.headers["x-injected"]).toBeUndefined();
+        invoker.handler = async () => ({ status: 200, headers: {}, body: "next" });
+        const next = await send(port, "/run/echo", { agent });
+        expect([next.status, next.text, next.localPort]).toEqual([200, "next", reply.localPort]);
+      } finally {
+        agent.destroy();
+      }
+    },
+  );
+
   it("streams the request body to the invoker as it arrives", async () => {
     const { port, invoker } = await start();
     const firstChunk = gate();
@@ -225,12 +245,17 @@ describe("/run/NAME", () => {
     expect(logged).toHaveLength(1);
   });
 
-  it("answers 500 OL_INTERNAL when the lambda layer returns an invalid status", async () => {
+  it("answers 500 OL_INTERNAL when the lambda layer returns a header node:http refuses", async () => {
     const { port, invoker } = await start();
-    invoker.handler = async () => ({ status: 42, headers: {}, body: "x" });
+    invoker.handler = async () => ({
+      status: 200,
+      headers: { "x-a": "a\r\nX-Injected: yes" },
+      body: "x",
+    });
     const reply = await send(port, "/run/echo");
     expect(reply.status).toBe(500);
     expect(errorBody(reply.text).code).toBe("OL_INTERNAL");
+    expect(reply.headers["x-injected"]).toBeUndefined();
   });
 
   it.each(["/run/", "/run", "/run/..", "/run/.", "/run/bad%20name", "/run/a$b/x", "/run/?x=1"])(

@@ -9,6 +9,7 @@ import {
 } from "node:http";
 import {
   type Body,
+  GuestBadResponseError,
   InvalidLambdaNameError,
   type InvokeResponse,
   type Invoker,
@@ -387,12 +388,20 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
       sendError(req, res, tooLargeError(bodyLimit));
       return;
     }
+    const status = response.status;
+    if (!(status >= 200 && status <= 599 && Number.isInteger(status))) {
+      // node:http would write 1xx as an interim answer and the client would take the next
+      // answer on its connection for this one. The lambda layer refuses these; so does this.
+      discard(response.body);
+      sendError(req, res, badStatus(status));
+      return;
+    }
     const out = response.body;
     // A whole body gets a Content-Length (writeHead below overrides it if the lambda set one).
     if (typeof out === "string") res.setHeader("content-length", Buffer.byteLength(out));
     else if (out instanceof Uint8Array) res.setHeader("content-length", out.byteLength);
     try {
-      res.writeHead(response.status, responseHeaders(response.headers) as OutgoingHttpHeaders);
+      res.writeHead(status, responseHeaders(response.headers) as OutgoingHttpHeaders);
     } catch (err) {
       // An invalid status or header from the lambda layer.
       discard(response.body);
@@ -455,6 +464,12 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
   function invalidName(name: string): InvalidLambdaNameError {
     return new InvalidLambdaNameError(
       `Invalid lambda name ${JSON.stringify(name)}: names match ^[A-Za-z0-9._-]+$ and are not . or ..`,
+    );
+  }
+
+  function badStatus(status: number): GuestBadResponseError {
+    return new GuestBadResponseError(
+      `The lambda answered with status ${String(status).slice(0, 20)}; a final HTTP status is an integer from 200 to 599.`,
     );
   }
 

@@ -95,3 +95,9 @@ export class InvalidRequirementsError extends defineOlError(
   400,
   "A Python lambda's requirements.txt has a line that is not a pin (name==version); the message quotes the line.",
 ) {}
+
+export class GuestBadResponseError extends defineOlError(
+  "OL_GUEST_BAD_RESPONSE",
+  502,
+  "The lambda's guest answered with something the worker will not pass on: a status outside 200-599, a header name that is not an HTTP token, a header value with CR, LF, NUL or another control character, a Content-Length that is not a number or does not match the body, or bytes that are not HTTP/1.1. The message names the status or header; the sandbox is kept.",
+) {}

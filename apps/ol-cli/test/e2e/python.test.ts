@@ -77,6 +77,13 @@ async def app(scope, receive, send):
     }).encode()})
 `;
 
+// A header value that would split the answer: the client must never see X-Injected.
+const INJECT = `
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-A", "a\\r\\nX-Injected: yes")])
+    return [b"not for the client"]
+`;
+
 // OL_ENTRY_FILE picks the module; OL_WSGI_ENTRY / OL_ASGI_ENTRY name the app in it.
 const ENTRY_WSGI = `
 def application(environ, start_response):
@@ -178,6 +185,7 @@ const title = sock
         boom: { "f.py": BOOM },
         wsgi: { "f.py": WSGI },
         asgi: { "f.py": ASGI },
+        inject: { "f.py": INJECT },
         "entry-wsgi": {
           "web.py": ENTRY_WSGI,
           "ol.yaml": "environment:\n  OL_ENTRY_FILE: web.py\n  OL_WSGI_ENTRY: application\n",
@@ -237,6 +245,26 @@ const title = sock
       method: "POST",
       body: "payload",
     });
+  });
+
+  it("a WSGI header value with CR LF never reaches the client as a header of its own", async () => {
+    const res = await w.run("inject");
+    expect(res.status).toBe(500);
+    expect(res.headers.get("x-injected")).toBeNull();
+    expect(res.headers.get("x-a")).toBeNull();
+    expect(res.text).toContain("OL_LAMBDA_BAD_RESPONSE");
+    expect(res.text).toContain('header "X-A"');
+    expect(res.text).not.toContain("not for the client");
+  });
+
+  it("a lambda's environment (GET /registry/NAME/config) is served to the admin token only", async () => {
+    const open = await w.fetch("/registry/echo/config");
+    expect(open.status).toBe(401);
+    expect(open.text).toContain("OL_UNAUTHORIZED");
+    expect(open.text).not.toContain("hello from ol.yaml");
+    const admin = await w.admin("/registry/echo/config");
+    expect(admin.status).toBe(200);
+    expect(admin.json).toMatchObject({ environment: { GREETING: "hello from ol.yaml" } });
   });
 
   it("an ASGI app gets an http scope with root_path", async () => {

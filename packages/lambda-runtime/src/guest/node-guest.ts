@@ -14,6 +14,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
+import {
+  fieldValueProblem,
+  isFieldValue,
+  isFinalStatus,
+  isHeaderName,
+  quoteShort,
+} from "../http-fields.js";
 
 type FHandler = (event: unknown, context: LambdaContext) => unknown;
 type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -177,14 +184,13 @@ async function runFetch(fetchHandler: FetchHandler, req: IncomingMessage, res: S
     sendError(res, 500, "OL_LAMBDA_ERROR", "fetch() must return a Response");
     return;
   }
-  const outHeaders: Record<string, string | string[]> = {};
-  response.headers.forEach((value, name) => {
-    if (name === "set-cookie") return;
-    outHeaders[name] = value;
-  });
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length > 0) outHeaders["set-cookie"] = cookies;
-  res.writeHead(response.status, response.statusText, outHeaders);
+  const answer = checkedAnswer(response);
+  if (typeof answer === "string") {
+    response.body?.cancel().catch(() => {});
+    sendError(res, 500, "OL_LAMBDA_BAD_RESPONSE", `fetch() returned a Response with ${answer}`);
+    return;
+  }
+  res.writeHead(answer.status, answer.statusText, answer.headers);
   if (!response.body) {
     res.end();
     return;
@@ -196,6 +202,56 @@ async function runFetch(fetchHandler: FetchHandler, req: IncomingMessage, res: S
     if (!res.write(value)) await new Promise((resolve) => res.once("drain", resolve));
   }
   res.end();
+}
+
+/** Headers about the guest's own connection to the worker: node:http writes its own. */
+const CONNECTION_HEADERS = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "trailer",
+  "te",
+]);
+
+/**
+ * The status, status text and headers of a lambda's Response, or what is wrong with them. A
+ * Response subclass can return anything from its getters, so nothing is taken on trust: a bad
+ * answer becomes the guest's 500 instead of bytes that split the answer or break HTTP.
+ */
+function checkedAnswer(
+  response: Response,
+): { status: number; statusText: string; headers: Record<string, string | string[]> } | string {
+  const status = response.status;
+  if (typeof status !== "number" || !isFinalStatus(status)) {
+    return `status ${quoteShort(String(status))}; a final HTTP status is an integer from 200 to 599`;
+  }
+  const statusText = response.statusText;
+  if (typeof statusText !== "string" || !isFieldValue(statusText)) {
+    return "a statusText that HTTP cannot carry (a control character such as CR or LF)";
+  }
+  const headers: Record<string, string | string[]> = Object.create(null);
+  let problem: string | undefined;
+  const check = (name: unknown, value: unknown): boolean => {
+    if (typeof name !== "string" || !isHeaderName(name)) {
+      problem = `a header name that is not an HTTP token: ${quoteShort(String(name))}`;
+    } else if (typeof value !== "string" || !isFieldValue(value)) {
+      const why = typeof value === "string" ? fieldValueProblem(value) : "is not a string";
+      problem = `header ${quoteShort(name)} whose value ${why}`;
+    }
+    return problem === undefined;
+  };
+  response.headers.forEach((value, name) => {
+    if (problem !== undefined || !check(name, value)) return;
+    const lower = name.toLowerCase();
+    if (lower !== "set-cookie" && !CONNECTION_HEADERS.has(lower)) headers[lower] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  for (const cookie of cookies) if (problem === undefined) check("set-cookie", cookie);
+  if (problem !== undefined) return problem;
+  if (cookies.length > 0) headers["set-cookie"] = cookies;
+  return { status, statusText, headers };
 }
 
 /**

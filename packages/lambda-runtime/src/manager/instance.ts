@@ -9,7 +9,13 @@ import type {
   LambdaInstance,
   LambdaInstanceState,
 } from "../contracts.js";
-import { LambdaCrashedError, LambdaTimeoutError } from "../errors.js";
+import { GuestBadResponseError, LambdaCrashedError, LambdaTimeoutError } from "../errors.js";
+import {
+  guestAnswerHeaders,
+  isGuestProtocolError,
+  lengthMismatch,
+  protocolError,
+} from "./guest-answer.js";
 import type { MemoryPool } from "./memory-pool.js";
 import type { Timers } from "./timers.js";
 
@@ -235,6 +241,8 @@ export class SandboxedInstance implements LambdaInstance {
     };
     const fail = (error: unknown): Error => {
       cleanup();
+      // A bad answer is the lambda's fault, not its sandbox's: the sandbox is kept.
+      if (error instanceof GuestBadResponseError) return error;
       if (timedOut) {
         return new LambdaTimeoutError(
           `lambda ${this.lambda} ran past its ${timeoutMs / 1000} s limit; its sandbox was replaced`,
@@ -242,6 +250,9 @@ export class SandboxedInstance implements LambdaInstance {
         );
       }
       if (request.signal?.aborted) return error instanceof Error ? error : new Error(String(error));
+      if (sandbox.state !== "dead" && isGuestProtocolError(error)) {
+        return protocolError(this.lambda, error);
+      }
       const reason = sandbox.deathReason;
       if (sandbox.state !== "dead") void sandbox.destroy("crashed");
       const why =
@@ -266,35 +277,54 @@ export class SandboxedInstance implements LambdaInstance {
     } catch (error) {
       throw fail(error);
     }
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(res.headers)) {
-      if (v !== undefined && k !== "connection" && k !== "keep-alive" && k !== "transfer-encoding")
-        headers[k] = v;
-    }
     const body = res.body;
+    const status = res.statusCode;
+    const lambda = this.lambda;
+    let headers: Record<string, string | string[]>;
+    try {
+      headers = guestAnswerHeaders(lambda, status, res.headers);
+    } catch (error) {
+      // Nothing of the answer goes on; its connection to the guest is closed with its body
+      // (undici then reports the abort on the body, which nobody reads any more).
+      body.on("error", ignore).destroy();
+      throw fail(error);
+    }
     // A small answer of known length is read whole: one buffer on to the trigger, the call is
     // finished at once, and no stream is wrapped twice on the warm path.
-    const length = Number(res.headers["content-length"] ?? Number.NaN);
+    const length = Number(headers["content-length"] ?? Number.NaN);
+    // The Content-Length passed on must be the body's: a client reads exactly that many bytes,
+    // so a guest that lied would shift every later answer on the client's connection.
+    const expected =
+      request.method === "HEAD" || status === 204 || status === 304 ? Number.NaN : length;
     if (length <= WHOLE_RESPONSE_BYTES) {
       let whole: Uint8Array;
       try {
         whole = await body.bytes();
+        if (whole.byteLength !== expected && !Number.isNaN(expected)) {
+          throw lengthMismatch(lambda, expected, whole.byteLength);
+        }
       } catch (error) {
         throw fail(error);
       }
       cleanup();
-      return { status: res.statusCode, headers, body: whole };
+      return { status, headers, body: whole };
     }
     async function* stream(): AsyncGenerator<Uint8Array> {
+      let sent = 0;
       try {
-        for await (const chunk of body) yield chunk as Uint8Array;
+        for await (const chunk of body) {
+          sent += (chunk as Uint8Array).byteLength;
+          if (sent > expected) throw lengthMismatch(lambda, expected, `more than ${expected}`);
+          yield chunk as Uint8Array;
+        }
+        if (sent < expected) throw lengthMismatch(lambda, expected, sent);
       } catch (error) {
         throw fail(error);
       } finally {
         cleanup();
       }
     }
-    return { status: res.statusCode, headers, body: stream() };
+    return { status, headers, body: stream() };
   }
 
   #done(): void {
@@ -345,6 +375,8 @@ export class SandboxedInstance implements LambdaInstance {
     };
   }
 }
+
+function ignore(): void {}
 
 /** Answers up to this size with a Content-Length are read whole (see #send). */
 const WHOLE_RESPONSE_BYTES = 64 * 1024;

@@ -19,6 +19,7 @@ nothing else (no site-packages, no dist-packages) is on ``sys.path``.
 import io
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -38,6 +39,18 @@ REASONS = {
 
 class BadRequest(Exception):
     pass
+
+
+# What HTTP/1.1 lets a status line and a header carry (RFC 9110 section 5, RFC 9112 section 4).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_NOT_FIELD_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+_STATUS = re.compile(r"([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?\Z")
+_CHAR_NAMES = {0x0D: " (CR)", 0x0A: " (LF)", 0x00: " (NUL)"}
+# Headers about the guest's own connection to the worker: write_response frames the answer.
+_CONNECTION_HEADERS = frozenset(
+    ("content-length", "connection", "transfer-encoding", "keep-alive", "proxy-connection",
+     "upgrade", "trailer", "te")
+)
 
 
 # --- setup --------------------------------------------------------------------------------
@@ -201,14 +214,66 @@ def header(req, name, default=None):
     return default
 
 
+def _short(text):
+    """A name or status for a message: quoted, escaped, cut at 64 chars (it may be hostile)."""
+    text = str(text)
+    return json.dumps(text[:64] + ("..." if len(text) > 64 else ""))
+
+
+def answer_problem(status, headers):
+    """What HTTP cannot carry in a lambda's status or headers, or None when it can all be sent.
+
+    A value with CR or LF would split the answer into headers the lambda did not declare.
+    """
+    if isinstance(status, bool):
+        return "a status of type bool"
+    if isinstance(status, int):
+        code = status
+    elif isinstance(status, str):
+        match = _STATUS.match(status)
+        if match is None:
+            return "a status line that is not 'NNN reason': %s" % _short(status)
+        code = int(match.group(1))
+    else:
+        return "a status of type %s" % type(status).__name__
+    if not 200 <= code <= 599:
+        return "status %d; a final HTTP status is an integer from 200 to 599" % code
+    try:
+        pairs = list(headers)
+    except TypeError:
+        return "headers that are not a list of (name, value) pairs"
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            return "a header that is not a (name, value) pair"
+        name, value = pair
+        if not isinstance(name, str) or _TOKEN.match(name) is None:
+            return "a header name that is not an HTTP token: %s" % _short(name)
+        if not isinstance(value, str):
+            return "header %s whose value is a %s, not a str" % (_short(name), type(value).__name__)
+        bad = _NOT_FIELD_CHAR.search(value)
+        if bad is not None:
+            char = ord(bad.group(0))
+            return "header %s whose value holds the character U+%04X%s at offset %d" % (
+                _short(name), char, _CHAR_NAMES.get(char, ""), bad.start())
+        if value != value.strip(" \t"):
+            return "header %s whose value starts or ends with whitespace" % _short(name)
+    return None
+
+
+def refused_answer(problem):
+    """The guest's own 500 for a lambda's answer that HTTP cannot carry."""
+    text = ("OL_LAMBDA_BAD_RESPONSE: the lambda answered with %s; the guest answered 500 "
+            "instead of sending it\n" % problem)
+    return 500, [("Content-Type", "text/plain")], text.encode()
+
+
 def write_response(wfile, status, headers, body, keep_alive):
     """status: an int or a "418 I'm a teapot" string; headers: (name, value) pairs."""
     if isinstance(status, int):
         status = "%d %s" % (status, REASONS.get(status, "Status"))
     out = ["HTTP/1.1 %s\r\n" % status]
     for name, value in headers:
-        lname = name.lower()
-        if lname in ("content-length", "connection", "transfer-encoding", "keep-alive"):
+        if name.lower() in _CONNECTION_HEADERS:
             continue
         out.append("%s: %s\r\n" % (name, value))
     out.append("Content-Length: %d\r\n" % len(body))
@@ -392,6 +457,9 @@ def serve_connection(conn, entry):
                 return
             with _call_lock:
                 status, headers, body = dispatch(entry, req)
+            problem = answer_problem(status, headers)
+            if problem is not None:
+                status, headers, body = refused_answer(problem)
             if req.method == "HEAD":
                 body = b""
             write_response(wfile, status, headers, body, req.keep_alive)
