@@ -36,6 +36,7 @@ export {
   type Requirement,
 } from "./python/requirements.js";
 export { PYTHON_COMMAND, pythonSpec } from "./python/spec.js";
+export type { CodeLease, CodeStoreEvent } from "./registry/code-store.js";
 export {
   DirectoryRegistry,
   type DirectoryRegistryOptions,

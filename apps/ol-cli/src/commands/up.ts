@@ -70,6 +70,7 @@ async function foreground(
     dir: config.registry,
     codeCacheDir: layout.code,
     cacheMs: config.registry_cache_ms,
+    logger: logger.child({ component: "registry" }),
   });
   await registry.init();
   const manager = new LambdaManager({ backend, registry, config, logger });

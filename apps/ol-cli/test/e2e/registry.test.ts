@@ -3,6 +3,7 @@
  * directory) are seen within registry_cache_ms + 1 s and never half-installed; bad archives
  * and calls without the admin token change nothing.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, rename, writeFile } from "node:fs/promises";
@@ -12,6 +13,7 @@ import { createGzip, gzipSync } from "node:zlib";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import {
   describeBackends,
+  type LambdaFiles,
   lambdaArchive,
   type RunResult,
   tarBytes,
@@ -218,7 +220,54 @@ await describeBackends("the registry", (backend) => {
     expect((await w.fetch("/registry/")).json).toEqual(["echo", "ver"]);
     expect((await w.run("doomed")).status).toBe(404);
   });
+
+  it("updated and deleted code leaves the disk: the code dir's usage is back to its baseline", async () => {
+    const MiB = 1024;
+    const codeDir = w.wd.code;
+    // Node lambdas may run in a ready runtime whose /handler holds hard links to the code:
+    // measured together (du counts an inode once), the blocks must be freed there too.
+    const withReady = () => [codeDir, join(w.dir, "ready")].filter((p) => existsSync(p));
+    const codeBaseline = duKiB([codeDir]);
+    const bothBaseline = duKiB(withReady());
+    const big = (v: number): LambdaFiles => ({
+      ...L.versioned(v),
+      // Random, so neither gzip nor the file system makes it smaller than it is.
+      "blob/a.bin": randomBytes(2 * 1024 * 1024),
+      "blob/b.bin": randomBytes(2 * 1024 * 1024),
+    });
+    expect((await w.upload("bulky", lambdaArchive(big(1)))).status).toBe(201);
+    expect((await w.run("bulky")).json).toEqual({ code: 1, data: 1 });
+    expect(duKiB([codeDir])).toBeGreaterThanOrEqual(codeBaseline + 4 * MiB);
+
+    expect((await w.upload("bulky", lambdaArchive(big(2)))).status).toBe(201);
+    expect((await w.run("bulky")).json).toEqual({ code: 2, data: 2 });
+    // The old version goes once its sandbox has drained, with no further call needed.
+    await expectEventually(() => duKiB([codeDir]) < codeBaseline + 6 * MiB);
+    expect(await readdir(join(codeDir, "bulky"))).toHaveLength(1);
+
+    expect((await w.admin("/registry/bulky", { method: "DELETE" })).status).toBe(204);
+    expect((await w.run("bulky")).status).toBe(404);
+    await expectEventually(() => !existsSync(join(codeDir, "bulky")));
+    expect(duKiB([codeDir])).toBeLessThanOrEqual(codeBaseline);
+    // Slack for the ready runtimes started meanwhile (empty dirs), far below one 2 MiB file.
+    await expectEventually(() => duKiB(withReady()) <= bothBaseline + 512);
+  });
 });
+
+/** Disk usage of `paths` together (`du -sck`: a hard-linked file counts once), KiB. */
+function duKiB(paths: readonly string[]): number {
+  const out = execFileSync("du", ["-sck", ...paths], { encoding: "utf8" });
+  const total = out.trim().split("\n").at(-1) ?? "";
+  return Number(total.split("\t")[0]);
+}
+
+async function expectEventually(check: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms: ${check.toString()}`);
+    await sleep(100);
+  }
+}
 
 /** A small .tar.gz that expands to one file of `size` zero bytes. */
 async function gzipBomb(size: number): Promise<Buffer> {

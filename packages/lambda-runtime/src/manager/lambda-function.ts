@@ -2,6 +2,7 @@ import type { Logger, Sandbox, SandboxBackend, SandboxSpec } from "@openlambda/s
 import type { InvokeRequest, InvokeResponse } from "../contracts.js";
 import { MethodNotAllowedError, QueueFullError, WorkerShuttingDownError } from "../errors.js";
 import { allowedMethods } from "../lambda-config.js";
+import type { CodeLease } from "../registry/code-store.js";
 import type { LambdaCode } from "../registry/directory-registry.js";
 import { SandboxedInstance } from "./instance.js";
 import type { MemoryPool } from "./memory-pool.js";
@@ -40,29 +41,39 @@ interface Pending {
  * The autoscaler wants `outstanding × average run time / target wait` instances, bounded by
  * `maxInstances`, and adds them one at a time (never two starting at once) so it changes
  * gradually. A code update drains the old version's instances while new ones serve.
+ *
+ * It holds its current version's code (the lease it is given), and each instance holds the
+ * version it runs until it has drained; then the hold goes back and the registry may remove
+ * the version's files.
  */
 export class LambdaFunction {
   readonly name: string;
-  #code: LambdaCode;
+  #lease: CodeLease;
   /** The current version's allowed methods (undefined: any), worked out once per version. */
   #allowed: readonly string[] | undefined;
   #instances: SandboxedInstance[] = [];
-  readonly #draining = new Set<SandboxedInstance>();
+  /** Instances draining, and when each is done. */
+  readonly #draining = new Map<SandboxedInstance, Promise<void>>();
+  /** The code hold of each instance, released once the instance has drained. */
+  readonly #holds = new Map<SandboxedInstance, CodeLease>();
   readonly #queue: Pending[] = [];
   readonly #opts: FunctionOptions;
   #avgRunMs = 0;
   #stopped = false;
+  /** Why calls are refused after retire(). */
+  #retired: unknown;
   readonly #statusCounts = new Map<number, number>();
 
-  constructor(code: LambdaCode, options: FunctionOptions) {
-    this.name = code.name;
-    this.#code = code;
-    this.#allowed = allowedMethods(code.config);
+  /** Takes over `lease`: the function releases it when it moves to another version or ends. */
+  constructor(lease: CodeLease, options: FunctionOptions) {
+    this.name = lease.code.name;
+    this.#lease = lease;
+    this.#allowed = allowedMethods(lease.code.config);
     this.#opts = options;
   }
 
   get code(): LambdaCode {
-    return this.#code;
+    return this.#lease.code;
   }
 
   get instances(): readonly SandboxedInstance[] {
@@ -77,21 +88,37 @@ export class LambdaFunction {
     return this.#statusCounts;
   }
 
-  /** Switches to a new code version: new work goes to new instances, old ones drain. */
-  updateCode(code: LambdaCode): void {
-    if (code.version === this.#code.version) return;
-    this.#code = code;
-    this.#allowed = allowedMethods(code.config);
-    const old = this.#instances;
-    this.#instances = [];
-    for (const instance of old) {
-      this.#draining.add(instance);
-      void instance.drain().finally(() => this.#draining.delete(instance));
+  /**
+   * Switches to a new code version (taking over `lease`): new work goes to new instances, old
+   * ones drain, and the old version's hold goes back.
+   */
+  updateCode(lease: CodeLease): void {
+    if (this.#stopped || lease.code.version === this.code.version) {
+      lease.release();
+      return;
     }
+    const old = this.#lease;
+    this.#lease = lease;
+    old.release();
+    this.#allowed = allowedMethods(lease.code.config);
+    const instances = this.#instances;
+    this.#instances = [];
+    for (const instance of instances) void this.#drain(instance).catch(() => {});
     this.#pump();
   }
 
+  /**
+   * Ends the function because its lambda is gone (deleted, or its new version cannot run):
+   * queued calls fail with `reason`, calls in flight finish, instances drain, holds go back.
+   */
+  async retire(reason: unknown): Promise<void> {
+    if (this.#stopped) return;
+    this.#retired = reason;
+    await this.#end(reason);
+  }
+
   invoke(request: InvokeRequest): Promise<InvokeResponse> {
+    if (this.#retired !== undefined) return Promise.reject(this.#retired);
     if (this.#stopped) return Promise.reject(new WorkerShuttingDownError("the worker is stopping"));
     const allowed = this.#allowed;
     if (allowed && !allowed.includes(request.method.toUpperCase())) {
@@ -150,20 +177,27 @@ export class LambdaFunction {
   }
 
   #addInstance(): SandboxedInstance {
-    const code = this.#code;
-    const spec = this.#opts.specFor(code);
+    const hold = this.#lease.retain();
+    const code = hold.code;
+    let spec: SandboxSpec;
+    try {
+      spec = this.#opts.specFor(code);
+    } catch (error) {
+      hold.release();
+      throw error;
+    }
     const takeReady = this.#opts.takeReady;
     const instance = new SandboxedInstance({
       ...(takeReady ? { takeReady: () => takeReady(code, spec) } : {}),
       lambda: this.name,
-      version: this.#code.version,
+      version: code.version,
       backend: this.#opts.backend,
       spec,
       concurrency: spec.runtime === "node" ? this.#opts.instanceConcurrency : 1,
       pool: this.#opts.pool,
       timers: this.#opts.timers,
       logger: this.#opts.logger,
-      reuseSandbox: this.#code.config.reuseSandbox,
+      reuseSandbox: code.config.reuseSandbox,
       pauseIdleMs: this.#opts.pauseIdleMs,
       onAvailable: () => {
         this.#pump();
@@ -171,7 +205,22 @@ export class LambdaFunction {
       },
     });
     this.#instances.push(instance);
+    this.#holds.set(instance, hold);
     return instance;
+  }
+
+  /** Drains an instance (once), then gives back its hold on its code. */
+  #drain(instance: SandboxedInstance): Promise<void> {
+    let done = this.#draining.get(instance);
+    if (!done) {
+      done = instance.drain().finally(() => {
+        this.#draining.delete(instance);
+        this.#holds.get(instance)?.release();
+        this.#holds.delete(instance);
+      });
+      this.#draining.set(instance, done);
+    }
+    return done;
   }
 
   #run(instance: SandboxedInstance, pending: Pending): void {
@@ -195,25 +244,31 @@ export class LambdaFunction {
 
   /** Instances whose sandbox may be evicted, least recently used first. */
   evictionCandidates(): SandboxedInstance[] {
-    return [...this.#instances, ...this.#draining].filter((i) => i.sandbox !== undefined);
+    return [...this.#instances, ...this.#draining.keys()].filter((i) => i.sandbox !== undefined);
   }
 
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    await this.#end(new WorkerShuttingDownError("the worker is stopping"));
+  }
+
+  async #end(reason: unknown): Promise<void> {
     this.#stopped = true;
-    for (const pending of this.#queue.splice(0)) {
-      pending.reject(new WorkerShuttingDownError("the worker is stopping"));
-    }
-    await Promise.all([...this.#instances, ...this.#draining].map((i) => i.drain()));
+    for (const pending of this.#queue.splice(0)) pending.reject(reason);
+    const instances = this.#instances;
+    this.#instances = [];
+    await Promise.allSettled([...instances.map((i) => this.#drain(i)), ...this.#draining.values()]);
+    this.#lease.release();
   }
 
   describe(): Record<string, unknown> {
     return {
       name: this.name,
-      version: this.#code.version,
+      version: this.code.version,
       queue: this.#queue.length,
       avgRunMs: Math.round(this.#avgRunMs * 1000) / 1000,
       instances: this.#instances.map((i) => i.describe()),
-      draining: [...this.#draining].map((i) => i.describe()),
+      draining: [...this.#draining.keys()].map((i) => i.describe()),
     };
   }
 }

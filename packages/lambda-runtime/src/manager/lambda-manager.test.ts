@@ -1,3 +1,4 @@
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fakeBackend, type SandboxBackend, type SandboxEvent } from "@openlambda/sandbox-core";
@@ -11,7 +12,7 @@ import {
   QueueFullError,
 } from "../errors.js";
 import { DirectoryRegistry } from "../registry/directory-registry.js";
-import { inProcessNodeGuest, tempDir, text, writeTree } from "../testing/fixtures.js";
+import { inProcessNodeGuest, tarGz, tempDir, text, writeTree } from "../testing/fixtures.js";
 import { parseWorkerConfig, type WorkerConfig } from "../worker-config.js";
 import { LambdaManager } from "./lambda-manager.js";
 
@@ -30,6 +31,7 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
   let cleanup: () => Promise<void>;
   let backend: SandboxBackend;
   let manager: LambdaManager;
+  let registry: DirectoryRegistry;
   let events: SandboxEvent[];
 
   const start = async (overrides: Partial<Record<string, unknown>> = {}) => {
@@ -37,7 +39,7 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
       { registry_cache_ms: 50, pause_idle_ms: 20, ...overrides },
       root,
     );
-    const registry = new DirectoryRegistry({
+    registry = new DirectoryRegistry({
       dir: config.registry,
       codeCacheDir: join(root, "code"),
       cacheMs: 50,
@@ -244,5 +246,69 @@ exports.f = async () => { now++; most = Math.max(most, now); await new Promise((
     await text(await manager.invoke("fresh", req()));
     await text(await manager.invoke("fresh", req()));
     expect(creates()).toBe(2);
+  });
+
+  describe("code on disk", () => {
+    // Reads one of its own files after a wait: proof that its version's files are still there.
+    const app = (n: number) =>
+      tarGz({
+        "f.js": `const fs = require("node:fs");
+exports.f = async (e) => { await new Promise((r) => setTimeout(r, e.ms ?? 0)); return fs.readFileSync(__dirname + "/data.txt", "utf8"); };`,
+        "data.txt": `v${n}`,
+      });
+    const upload = async (name: string, gz: Buffer) =>
+      registry.upload(
+        name,
+        (async function* () {
+          yield gz;
+        })(),
+      );
+    const versionDirs = (name: string) =>
+      readdir(join(root, "code", name)).catch(() => [] as string[]);
+
+    it("after an update and a delete the lambda's code dirs are gone; a call in flight keeps its version", async () => {
+      await start();
+      await upload("app", await app(1));
+      expect(await text(await manager.invoke("app", req()))).toBe('"v1"');
+      const v1 = (await registry.get("app")).dir;
+
+      // An update drains the old version's instance without waiting for a call, then its files go.
+      await upload("app", await app(2));
+      await vi.waitFor(async () => {
+        await registry.settled();
+        await expect(stat(v1)).rejects.toThrow(/ENOENT/);
+      });
+      expect(events.filter((e) => e.type === "destroyed")).toMatchObject([{ reason: "drained" }]);
+      expect(await text(await manager.invoke("app", req()))).toBe('"v2"');
+      const v2 = (await registry.get("app")).dir;
+      expect(await versionDirs("app")).toEqual([v2.split("/").at(-1)]);
+
+      // A delete while a call runs: the call still reads its files, then they go.
+      const inFlight = manager.invoke("app", req('{"ms": 300}')).then(text);
+      await sleep(50);
+      expect(await registry.remove("app")).toBe(true);
+      await registry.settled();
+      expect(await readFile(join(v2, "data.txt"), "utf8")).toBe("v2");
+      expect(await inFlight).toBe('"v2"');
+      await vi.waitFor(async () => {
+        await registry.settled();
+        expect(await readdir(join(root, "code"))).toEqual([]);
+      });
+      await expect(manager.invoke("app", req())).rejects.toBeInstanceOf(LambdaNotFoundError);
+      expect(manager.debug()).toMatchObject({ lambdas: [] });
+    });
+
+    it("the same version uploaded again after its files went is extracted and served afresh", async () => {
+      await start();
+      await upload("app", await app(1));
+      expect(await text(await manager.invoke("app", req()))).toBe('"v1"');
+      await registry.remove("app");
+      await vi.waitFor(async () => {
+        await registry.settled();
+        expect(await readdir(join(root, "code"))).toEqual([]);
+      });
+      await upload("app", await app(1));
+      expect(await text(await manager.invoke("app", req()))).toBe('"v1"');
+    });
   });
 });

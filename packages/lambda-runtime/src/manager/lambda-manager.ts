@@ -22,6 +22,7 @@ import {
 } from "../prepare/node-deps.js";
 import { type InstalledPython, PipInstaller } from "../python/pip-installer.js";
 import { pythonSpec } from "../python/spec.js";
+import type { CodeLease, CodeStoreEvent } from "../registry/code-store.js";
 import type { DirectoryRegistry, LambdaCode } from "../registry/directory-registry.js";
 import { detectRuntime } from "../runtime-kind.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
@@ -78,6 +79,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   #evictions = 0;
   #stopping = false;
   readonly #headroomMb: number;
+  readonly #unsubscribe: () => void;
 
   constructor(options: LambdaManagerOptions) {
     this.#opts = options;
@@ -111,6 +113,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
         void this.#evict(this.#headroomMb - this.pool.freeMb, { pausedOnly: true });
       }
     });
+    this.#unsubscribe = options.registry.on((event) => this.#onRegistryEvent(event));
   }
 
   /**
@@ -160,27 +163,42 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
 
   async prepare(name: string, onProgress?: (line: string) => void): Promise<{ ms: number }> {
     const started = performance.now();
-    const code = await this.#opts.registry.get(name);
+    // Held while it installs: a delete meanwhile must not pull the code dir from under pnpm.
+    const lease = await this.#opts.registry.acquire(name);
     const stop = onProgress
       ? this.#installer.onProgress((lambda, line) => {
           if (lambda === name) onProgress(line);
         })
       : undefined;
     try {
-      await this.#prepare(code);
+      await this.#prepare(lease.code);
     } finally {
       stop?.();
+      lease.release();
     }
     return { ms: performance.now() - started };
   }
 
   async invoke(name: string, request: InvokeRequest): Promise<InvokeResponse> {
     if (this.#stopping) throw new WorkerShuttingDownError("the worker is stopping");
-    const code = await this.#opts.registry.get(name);
-    await this.#prepare(code);
+    // The call holds its version from lookup until it has an instance's answer: no delete or
+    // update in between can remove the files it is about to run.
+    const lease = await this.#opts.registry.acquire(name);
+    try {
+      await this.#prepare(lease.code);
+      return await this.#functionFor(lease).invoke(request);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** The lambda's function, made for or moved to the call's version when that is current. */
+  #functionFor(lease: CodeLease): LambdaFunction {
+    const { code } = lease;
+    const name = code.name;
     let fn = this.#functions.get(name);
     if (!fn) {
-      fn = new LambdaFunction(code, {
+      fn = new LambdaFunction(lease.retain(), {
         backend: this.#opts.backend,
         pool: this.pool,
         timers: this.timers,
@@ -200,14 +218,56 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
         },
       });
       this.#functions.set(name, fn);
-    } else if (fn.code.version !== code.version) {
-      this.#logger.info(
-        { lambda: name, from: fn.code.version, to: code.version },
-        "code updated; draining old instances",
-      );
-      fn.updateCode(code);
+      // Deleted or replaced while this call was prepared: the registry's event came before
+      // this function existed, so look again now.
+      if (!lease.current) void this.#reconcile(name);
+    } else if (fn.code.version !== code.version && lease.current) {
+      this.#updateCode(fn, lease);
     }
-    return fn.invoke(request);
+    // A call that looked up an older version than the function runs is served by the newer.
+    return fn;
+  }
+
+  #updateCode(fn: LambdaFunction, lease: CodeLease): void {
+    this.#logger.info(
+      { lambda: fn.name, from: fn.code.version, to: lease.code.version },
+      "code updated; draining old instances",
+    );
+    fn.updateCode(lease.retain());
+  }
+
+  #onRegistryEvent(event: CodeStoreEvent): void {
+    if (event.type === "removed") {
+      this.#nodeDeps.forget(event.code);
+      this.#pythonDeps.forget(event.code);
+    } else {
+      void this.#reconcile(event.name);
+    }
+  }
+
+  /**
+   * Brings a live function in line with the registry after its code changed, so that the old
+   * version's instances drain (and its files can go) without waiting for the next call: moved
+   * to the new version once that is prepared, or retired when the lambda is gone or its new
+   * version cannot be prepared (queued calls get that error; calls in flight finish).
+   */
+  async #reconcile(name: string): Promise<void> {
+    const fn = this.#functions.get(name);
+    if (!fn || this.#stopping) return;
+    let lease: CodeLease | undefined;
+    try {
+      lease = await this.#opts.registry.acquire(name);
+      if (lease.code.version === fn.code.version) return;
+      await this.#prepare(lease.code);
+      if (this.#functions.get(name) === fn && lease.current) this.#updateCode(fn, lease);
+    } catch (error) {
+      if (this.#functions.get(name) !== fn) return;
+      this.#functions.delete(name);
+      this.#logger.info({ lambda: name, err: error }, "lambda gone; draining its instances");
+      await fn.retire(error);
+    } finally {
+      lease?.release();
+    }
   }
 
   /** Installs a version's packages (npm or pip) once; see OncePerVersion. */
@@ -324,10 +384,13 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   /** Stops taking work, answers what is queued with OL_SHUTTING_DOWN, destroys every sandbox. */
   async shutdown(): Promise<void> {
     this.#stopping = true;
+    this.#unsubscribe();
     await this.#zygotes?.shutdown();
     await this.#pyZygotes?.shutdown();
     await Promise.all([...this.#functions.values()].map((f) => f.stop()));
     await this.#opts.backend.cleanup();
+    // Versions that were only held by the stopped functions are being removed: let that end.
+    await this.#opts.registry.settled();
   }
 
   /**

@@ -27,4 +27,14 @@ export class OncePerVersion<T> {
   done(code: LambdaCode): T | undefined {
     return this.#done.get(`${code.name}@${code.version}`);
   }
+
+  /**
+   * Drops what is known of a version whose code left the disk: if the same version comes back
+   * it is a new directory, which needs its own run (an install links into the code dir).
+   */
+  forget(code: LambdaCode): void {
+    const key = `${code.name}@${code.version}`;
+    this.#runs.delete(key);
+    this.#done.delete(key);
+  }
 }

@@ -1,4 +1,4 @@
-import { readdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -109,5 +109,103 @@ describe("DirectoryRegistry", () => {
     await expect(stat(join(root, "reg", "gone.tar.gz"))).rejects.toThrow();
     await sleep(150);
     await expect(registry.get("gone")).rejects.toBeInstanceOf(LambdaNotFoundError);
+  });
+
+  describe("code on disk", () => {
+    const app = (n: number) =>
+      tarGz({ "f.js": `exports.f = () => ${n};`, "data.bin": "d".repeat(64 * 1024) });
+    const versions = (name: string) =>
+      readdir(join(root, "code", name)).catch(() => [] as string[]);
+
+    it("removes an old version once it is not current and nothing holds it", async () => {
+      await registry.upload("app", once(await app(1)));
+      const held = await registry.acquire("app");
+      const v1dir = held.code.dir;
+      await registry.upload("app", once(await app(2)));
+      expect(held.current).toBe(false);
+      await registry.settled();
+      // A holder (a call, an instance) keeps the old version's files.
+      expect(await readFile(join(v1dir, "f.js"), "utf8")).toContain("1");
+      expect(await versions("app")).toHaveLength(2);
+      held.release();
+      await registry.settled();
+      await expect(stat(v1dir)).rejects.toThrow(/ENOENT/);
+      const current = await registry.get("app");
+      expect(await versions("app")).toEqual([current.dir.split("/").at(-1)]);
+    });
+
+    it("removes every version of a deleted lambda, after its last holder, and nothing else", async () => {
+      await registry.upload("app", once(await app(1)));
+      await registry.upload("other", once(await app(7)));
+      const held = await registry.acquire("app");
+      expect(await registry.remove("app")).toBe(true);
+      await registry.settled();
+      expect(await readFile(join(held.code.dir, "f.js"), "utf8")).toContain("1");
+      await expect(registry.acquire("app")).rejects.toBeInstanceOf(LambdaNotFoundError);
+      held.release();
+      await registry.settled();
+      expect((await readdir(join(root, "code"))).sort()).toEqual(["other"]);
+      expect(await versions("other")).toHaveLength(1);
+      expect((await registry.get("other")).version).toBeTruthy();
+    });
+
+    it("does not follow a symbolic link while removing a version", async () => {
+      const outside = join(root, "outside");
+      await writeTree(outside, { "keep.txt": "still here" });
+      await registry.upload("app", once(await app(1)));
+      const { dir } = await registry.get("app");
+      // What the dependency installer puts into a code dir: a link to elsewhere.
+      await symlink(outside, join(dir, "node_modules"));
+      await registry.remove("app");
+      await registry.settled();
+      await expect(stat(dir)).rejects.toThrow(/ENOENT/);
+      expect(await readFile(join(outside, "keep.txt"), "utf8")).toBe("still here");
+    });
+
+    it("a version deleted and uploaded again while still held is shared, then removed once", async () => {
+      await registry.upload("app", once(await app(1)));
+      const held = await registry.acquire("app");
+      await registry.remove("app");
+      await registry.upload("app", once(await app(1)));
+      const again = await registry.acquire("app");
+      expect(again.code).toBe(held.code);
+      held.release();
+      again.release();
+      await registry.settled();
+      expect(await readFile(join(again.code.dir, "f.js"), "utf8")).toContain("1");
+      await registry.remove("app");
+      await registry.settled();
+      expect(await readdir(join(root, "code"))).toEqual([]);
+    });
+
+    it("an archive replaced on disk drops the old version at the next refresh", async () => {
+      await registry.upload("swap", once(await app(1)));
+      const old = (await registry.get("swap")).dir;
+      await writeFile(join(root, "reg", "swap.tar.gz"), await app(2));
+      await sleep(150);
+      const now = await registry.get("swap");
+      await registry.settled();
+      await expect(stat(old)).rejects.toThrow(/ENOENT/);
+      expect(await versions("swap")).toEqual([now.dir.split("/").at(-1)]);
+    });
+
+    it("init() removes what an earlier run left in the code cache, and only that", async () => {
+      const code = join(root, "code");
+      const outside = join(root, "outside");
+      await writeTree(outside, { "keep.txt": "still here" });
+      await writeTree(join(code, "old", "0123456789abcdef-1a2b3c4d"), { "f.js": "stale" });
+      await writeTree(join(code, ".extract-1a2b3c4d"), { "half.js": "x" });
+      await writeTree(join(code, "not ours!"), { "x.txt": "x" });
+      await symlink(outside, join(code, "linked"));
+      await mkdir(join(code, "empty"));
+      const fresh = new DirectoryRegistry({
+        dir: join(root, "reg"),
+        codeCacheDir: code,
+        cacheMs: 100,
+      });
+      await fresh.init();
+      expect(await readdir(code)).toEqual(["not ours!"]);
+      expect(await readFile(join(outside, "keep.txt"), "utf8")).toBe("still here");
+    });
   });
 });

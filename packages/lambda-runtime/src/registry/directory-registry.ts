@@ -1,13 +1,15 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { cp, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { cp, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { type Logger, silentLogger } from "@openlambda/sandbox-core";
 import type { LambdaConfig, RegistryApi } from "../contracts.js";
 import { ArchiveTooLargeError, BadArchiveError, LambdaNotFoundError } from "../errors.js";
 import { parseLambdaConfig } from "../lambda-config.js";
 import { compileTypeScript } from "../prepare/typescript.js";
 import { parseRequirements } from "../python/requirements.js";
-import { assertLambdaName } from "./names.js";
+import { type CodeLease, CodeStore, type CodeStoreEvent } from "./code-store.js";
+import { assertLambdaName, isValidLambdaName } from "./names.js";
 import { extractTarGz } from "./tar-extract.js";
 
 export interface DirectoryRegistryOptions {
@@ -20,6 +22,8 @@ export interface DirectoryRegistryOptions {
   readonly maxArchiveBytes?: number;
   readonly maxExtractedBytes?: number;
   readonly maxEntries?: number;
+  /** Told when a code directory could not be removed. */
+  readonly logger?: Logger;
 }
 
 /** One immutable version of a lambda's code. */
@@ -38,30 +42,81 @@ interface CacheEntry {
   readonly sourceKey: string;
 }
 
+/** What init() may remove from the code cache: what this class makes there. */
+const TEMP_PREFIXES = [".extract-", ".copy-"];
+
 const ENTRY_FILES = ["f.js", "f.mjs", "f.cjs", "f.ts", "f.py"];
 
 /**
  * The default registry: a directory. Archives are checked and extracted whole into a fresh
  * directory before they are used, so a lambda is never served half-updated; an upload that is
  * refused leaves the stored version untouched.
+ *
+ * Extracted versions live in `codeCacheDir/NAME/VERSION-ID/`, owned by one CodeStore: a version
+ * is removed from disk once it is not the current one and nobody holds it (see acquire()).
+ * Changes to a name (commit of an upload or a refresh, delete) run one at a time per name.
  */
 export class DirectoryRegistry implements RegistryApi {
   readonly #opts: Required<DirectoryRegistryOptions>;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inflight = new Map<string, Promise<LambdaCode | undefined>>();
+  /** The tail of each name's queue of changes. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #store: CodeStore;
 
   constructor(options: DirectoryRegistryOptions) {
     this.#opts = {
       maxArchiveBytes: 50 * 1024 * 1024,
       maxExtractedBytes: 250 * 1024 * 1024,
       maxEntries: 20_000,
+      logger: silentLogger,
       ...options,
     };
+    this.#store = new CodeStore((code) => this.#removeVersion(code));
   }
 
+  /**
+   * Makes the directories, and removes what an earlier run left in the code cache: nothing
+   * holds those versions any more, and the current ones are extracted again on first use.
+   */
   async init(): Promise<void> {
     await mkdir(this.#opts.dir, { recursive: true });
     await mkdir(this.#opts.codeCacheDir, { recursive: true });
+    for (const entry of await readdir(this.#opts.codeCacheDir, { withFileTypes: true })) {
+      const ours =
+        isValidLambdaName(entry.name) || TEMP_PREFIXES.some((p) => entry.name.startsWith(p));
+      if (!ours) continue;
+      // rm never follows a symbolic link: a link here is removed, not what it points to.
+      await rm(join(this.#opts.codeCacheDir, entry.name), { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Follows the registry: `current` when the version served for a name changes (upload,
+   * delete, a change noticed on disk), `removed` when a version is dropped from disk.
+   */
+  on(listener: (event: CodeStoreEvent) => void): () => void {
+    return this.#store.on(listener);
+  }
+
+  /**
+   * The lambda's current code with a hold on it: its directory stays until the hold is
+   * released, whatever is uploaded or deleted meanwhile. Release it exactly once.
+   */
+  async acquire(name: string): Promise<CodeLease> {
+    for (let attempt = 0; ; attempt++) {
+      const code = await this.get(name);
+      const lease = this.#store.tryHold(code);
+      if (lease) return lease;
+      // Replaced and dropped between the lookup and the hold: look again (bounded, so a
+      // name changing without pause cannot keep a caller here).
+      if (attempt >= 3) throw notFound(name);
+    }
+  }
+
+  /** Resolves when the code directories being removed are gone (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.#store.settled();
   }
 
   /** The lambda's current code, looked up again when the cached answer is older than cacheMs. */
@@ -74,7 +129,9 @@ export class DirectoryRegistry implements RegistryApi {
     }
     let pending = this.#inflight.get(name);
     if (!pending) {
-      pending = this.#refresh(name, cached).finally(() => this.#inflight.delete(name));
+      pending = this.#serial(name, () => this.#refresh(name)).finally(() =>
+        this.#inflight.delete(name),
+      );
       this.#inflight.set(name, pending);
     }
     const code = await pending;
@@ -118,12 +175,16 @@ export class DirectoryRegistry implements RegistryApi {
       if (requirements !== undefined) parseRequirements(requirements, name);
       await compileTypeScript(tmpDir);
       const version = result.sha256.slice(0, 16);
-      const finalDir = join(this.#opts.codeCacheDir, name, version);
-      await mkdir(join(this.#opts.codeCacheDir, name), { recursive: true });
-      if (await exists(finalDir)) await rm(tmpDir, { recursive: true, force: true });
-      else await rename(tmpDir, finalDir);
-      await rename(tmpFile, join(this.#opts.dir, `${name}.tar.gz`));
-      this.#cache.delete(name);
+      await this.#serial(name, async () => {
+        const lease = await this.#settle(name, version, tmpDir, config);
+        try {
+          const archive = join(this.#opts.dir, `${name}.tar.gz`);
+          await rename(tmpFile, archive);
+          this.#commit(name, lease.code, archiveKey(await stat(archive)));
+        } finally {
+          lease.release();
+        }
+      });
       return { name, version };
     } finally {
       await rm(tmpFile, { force: true });
@@ -131,26 +192,22 @@ export class DirectoryRegistry implements RegistryApi {
     }
   }
 
+  /**
+   * Deletes the lambda from the registry. Its extracted code goes once nothing holds it: at
+   * once when idle, after the calls in flight otherwise.
+   */
   async remove(name: string): Promise<boolean> {
     assertLambdaName(name);
-    const archive = join(this.#opts.dir, `${name}.tar.gz`);
-    const dir = join(this.#opts.dir, name);
-    const had = (await exists(archive)) || (await exists(dir));
-    await rm(archive, { force: true });
-    await rm(dir, { recursive: true, force: true });
-    this.#cache.delete(name);
-    return had;
-  }
-
-  /** Removes extracted versions of `name` other than `keep`. */
-  async prune(name: string, keep: ReadonlySet<string>): Promise<void> {
-    const base = join(this.#opts.codeCacheDir, name);
-    const versions = await readdir(base).catch(() => [] as string[]);
-    await Promise.all(
-      versions
-        .filter((v) => !keep.has(v))
-        .map((v) => rm(join(base, v), { recursive: true, force: true })),
-    );
+    return this.#serial(name, async () => {
+      const archive = join(this.#opts.dir, `${name}.tar.gz`);
+      const dir = join(this.#opts.dir, name);
+      const had = (await exists(archive)) || (await exists(dir));
+      await rm(archive, { force: true });
+      await rm(dir, { recursive: true, force: true });
+      this.#cache.delete(name);
+      this.#store.setCurrent(name, undefined);
+      return had;
+    });
   }
 
   async #receive(archive: AsyncIterable<Uint8Array>, file: string): Promise<void> {
@@ -170,83 +227,135 @@ export class DirectoryRegistry implements RegistryApi {
     if (total === 0) throw new BadArchiveError("archive: the upload is empty");
   }
 
-  async #refresh(name: string, cached: CacheEntry | undefined): Promise<LambdaCode | undefined> {
+  /** Runs `change` after every earlier change of `name` has finished. */
+  #serial<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const run = previous.then(change, change);
+    const tail = run.catch(() => {});
+    this.#locks.set(name, tail);
+    void tail.then(() => {
+      if (this.#locks.get(name) === tail) this.#locks.delete(name);
+    });
+    return run;
+  }
+
+  /** Makes `code` what `name` serves (undefined: nothing), as seen from `sourceKey`. */
+  #commit(name: string, code: LambdaCode | undefined, sourceKey: string): void {
+    this.#cache.set(name, { checkedAt: Date.now(), code, sourceKey });
+    this.#store.setCurrent(name, code);
+  }
+
+  /** Under the name's lock: looks at the registry's files again and commits what it finds. */
+  async #refresh(name: string): Promise<LambdaCode | undefined> {
+    const cached = this.#cache.get(name);
     const archive = join(this.#opts.dir, `${name}.tar.gz`);
     const dir = join(this.#opts.dir, name);
     const archiveStat = await stat(archive).catch(() => undefined);
-    let code: LambdaCode | undefined;
+    let lease: CodeLease | undefined;
     let sourceKey: string;
-    if (archiveStat?.isFile()) {
-      sourceKey = `a:${archiveStat.size}:${archiveStat.mtimeMs}:${archiveStat.ino}`;
-      code = cached?.sourceKey === sourceKey ? cached.code : await this.#fromArchive(name, archive);
-    } else if ((await stat(dir).catch(() => undefined))?.isDirectory()) {
-      sourceKey = `d:${await fingerprint(dir)}`;
-      code =
-        cached?.sourceKey === sourceKey
-          ? cached.code
-          : await this.#fromDirectory(name, dir, sourceKey);
-    } else {
-      sourceKey = "missing";
+    try {
+      if (archiveStat?.isFile()) {
+        sourceKey = archiveKey(archiveStat);
+        if (cached?.sourceKey !== sourceKey) lease = await this.#fromArchive(name, archive);
+      } else if ((await stat(dir).catch(() => undefined))?.isDirectory()) {
+        sourceKey = `d:${await fingerprint(dir)}`;
+        if (cached?.sourceKey !== sourceKey)
+          lease = await this.#fromDirectory(name, dir, sourceKey);
+      } else {
+        sourceKey = "missing";
+      }
+      const code = lease ? lease.code : sourceKey === "missing" ? undefined : cached?.code;
+      this.#commit(name, code, sourceKey);
+      return code;
+    } finally {
+      lease?.release();
     }
-    this.#cache.set(name, { checkedAt: Date.now(), code, sourceKey });
-    return code;
+  }
+
+  /**
+   * Under the name's lock: a hold on the live `name@version` when there is one (and `tmpDir`
+   * is left for the caller to remove), else `tmpDir` moved into a new version directory.
+   */
+  async #settle(
+    name: string,
+    version: string,
+    tmpDir: string,
+    config: LambdaConfig,
+  ): Promise<CodeLease> {
+    const live = this.#store.find(name, version);
+    const held = live && this.#store.tryHold(live);
+    if (held) return held;
+    const parent = join(this.#opts.codeCacheDir, name);
+    // A fresh name per extraction: a version still being removed never collides with its
+    // new copy, and nothing outside this class could have made the directory.
+    const dir = join(parent, `${version}-${randomUUID().slice(0, 8)}`);
+    await mkdir(parent, { recursive: true, mode: 0o755 });
+    await rename(tmpDir, dir);
+    return this.#store.adopt({ name, version, dir, config }, true);
+  }
+
+  /** Removes a dropped version's directory, and its lambda's directory once empty. */
+  async #removeVersion(code: LambdaCode): Promise<void> {
+    await this.#serial(code.name, async () => {
+      try {
+        await rm(code.dir, { recursive: true, force: true });
+        await rmdir(join(this.#opts.codeCacheDir, code.name)).catch(() => {});
+      } catch (error) {
+        this.#opts.logger.warn(
+          { lambda: code.name, version: code.version, dir: code.dir, err: error },
+          "could not remove an old code version",
+        );
+      }
+    });
   }
 
   /**
    * A plain directory is served in place, unless it must be built (f.ts) or get dependencies
    * (package.json): then a copy in the code cache is, so the operator's directory is never written.
    */
-  async #fromDirectory(name: string, dir: string, sourceKey: string): Promise<LambdaCode> {
+  async #fromDirectory(name: string, dir: string, sourceKey: string): Promise<CodeLease> {
     const version = createHash("sha256").update(sourceKey).digest("hex").slice(0, 16);
     const config = parseLambdaConfig(await readOptional(join(dir, "ol.yaml")));
+    const live = this.#store.find(name, version);
+    const held = live && this.#store.tryHold(live);
+    if (held) return held;
     if (!(await exists(join(dir, "f.ts"))) && !(await exists(join(dir, "package.json")))) {
-      return { name, version, dir, config };
+      // Served in place: the operator's directory, which the store never removes.
+      return this.#store.adopt({ name, version, dir, config }, false);
     }
-    const finalDir = join(this.#opts.codeCacheDir, name, version);
-    if (!(await exists(finalDir))) {
-      const tmpDir = join(this.#opts.codeCacheDir, `.copy-${randomUUID().slice(0, 8)}`);
-      try {
-        await cp(dir, tmpDir, { recursive: true, verbatimSymlinks: true });
-        await compileTypeScript(tmpDir);
-        await mkdir(join(this.#opts.codeCacheDir, name), { recursive: true });
-        await rename(tmpDir, finalDir).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== "ENOTEMPTY" && error.code !== "EEXIST") throw error;
-        });
-      } finally {
-        await rm(tmpDir, { recursive: true, force: true });
-      }
+    const tmpDir = join(this.#opts.codeCacheDir, `.copy-${randomUUID().slice(0, 8)}`);
+    try {
+      await cp(dir, tmpDir, { recursive: true, verbatimSymlinks: true });
+      await compileTypeScript(tmpDir);
+      return await this.#settle(name, version, tmpDir, config);
+    } finally {
+      await rm(tmpDir, { recursive: true, force: true });
     }
-    return { name, version, dir: finalDir, config };
   }
 
-  async #fromArchive(name: string, archive: string): Promise<LambdaCode> {
+  async #fromArchive(name: string, archive: string): Promise<CodeLease> {
     const version = (await sha256File(archive)).slice(0, 16);
-    const finalDir = join(this.#opts.codeCacheDir, name, version);
-    if (!(await exists(finalDir))) {
-      const tmpDir = join(this.#opts.codeCacheDir, `.extract-${randomUUID().slice(0, 8)}`);
-      try {
-        await mkdir(tmpDir, { mode: 0o755 });
-        await extractTarGz(createReadStream(archive), tmpDir, {
-          maxExtractedBytes: this.#opts.maxExtractedBytes,
-          maxEntries: this.#opts.maxEntries,
-        });
-        await compileTypeScript(tmpDir);
-        await mkdir(join(this.#opts.codeCacheDir, name), { recursive: true });
-        await rename(tmpDir, finalDir).catch(async (error: NodeJS.ErrnoException) => {
-          // Another refresh extracted the same version first: theirs is identical.
-          if (error.code !== "ENOTEMPTY" && error.code !== "EEXIST") throw error;
-        });
-      } finally {
-        await rm(tmpDir, { recursive: true, force: true });
-      }
+    const live = this.#store.find(name, version);
+    const held = live && this.#store.tryHold(live);
+    if (held) return held;
+    const tmpDir = join(this.#opts.codeCacheDir, `.extract-${randomUUID().slice(0, 8)}`);
+    try {
+      await mkdir(tmpDir, { mode: 0o755 });
+      await extractTarGz(createReadStream(archive), tmpDir, {
+        maxExtractedBytes: this.#opts.maxExtractedBytes,
+        maxEntries: this.#opts.maxEntries,
+      });
+      await compileTypeScript(tmpDir);
+      const config = parseLambdaConfig(await readOptional(join(tmpDir, "ol.yaml")));
+      return await this.#settle(name, version, tmpDir, config);
+    } finally {
+      await rm(tmpDir, { recursive: true, force: true });
     }
-    return {
-      name,
-      version,
-      dir: finalDir,
-      config: parseLambdaConfig(await readOptional(join(finalDir, "ol.yaml"))),
-    };
   }
+}
+
+function archiveKey(s: { size: number; mtimeMs: number; ino: number }): string {
+  return `a:${s.size}:${s.mtimeMs}:${s.ino}`;
 }
 
 function notFound(name: string): LambdaNotFoundError {
