@@ -101,4 +101,38 @@ describe("SandboxedInstance", () => {
     expect(second.status).toBe(200);
     expect(Date.now() - started).toBeLessThan(1500);
   });
+
+  it("destroys a sandbox whose create was still under way when a drain ran out of time", async () => {
+    const sandbox = slowPausingSandbox(10);
+    const backend = {
+      create: async () => {
+        await sleep(300);
+        return sandbox;
+      },
+    } as unknown as SandboxBackend;
+    const instance = new SandboxedInstance({
+      lambda: "l",
+      version: "v1",
+      backend,
+      spec: { ...spec, limits: { ...spec.limits, timeoutMs: 20 } },
+      pool: new MemoryPool(1024, () => {}),
+      timers: new Timers(),
+      logger: silentLogger,
+      reuseSandbox: true,
+      pauseIdleMs: 1000,
+      concurrency: 1,
+      onAvailable: () => {},
+    });
+    const call = instance
+      .invoke({ method: "GET", path: "/", headers: {}, body: null })
+      .then(
+        (r) => drain(r.body),
+        () => undefined,
+      );
+    await sleep(5);
+    // The call is in flight (its sandbox still being made) when the drain's time runs out.
+    await instance.drain();
+    expect(sandbox.state).toBe("dead");
+    await call;
+  });
 });

@@ -169,6 +169,8 @@ export class SandboxedInstance implements LambdaInstance {
         };
       });
     }
+    // A sandbox still being made would outlive the instance (and the code version it holds).
+    await this.#starting?.catch(() => undefined);
     await this.#sandbox?.destroy("drained");
     this.#opts.onAvailable();
   }
