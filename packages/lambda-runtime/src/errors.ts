@@ -81,7 +81,7 @@ export class WorkerShuttingDownError extends defineOlError(
 export class LambdaBuildError extends defineOlError(
   "OL_LAMBDA_BUILD_FAILED",
   400,
-  "A TypeScript lambda did not compile; the message gives file, line and the compiler's text.",
+  "A TypeScript lambda did not compile, or its build would read a file outside the lambda; the message gives file, line and the compiler's text or the offending import.",
 ) {}
 
 export class DependencyInstallError extends defineOlError(
