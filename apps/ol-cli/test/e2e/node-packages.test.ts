@@ -2,11 +2,13 @@
  * Node lambdas with dependencies, TypeScript lambdas and ready runtimes (zygotes) through a real
  * worker (issue 5's "Done when"). Dependencies come from the npm registry.
  */
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { describeBackends, lambdaArchive, Worker } from "./harness.js";
+import { expectSealedTree } from "./sealed-tree.js";
 
 const isNumber = {
   "package.json": JSON.stringify({ dependencies: { "is-number": "7.0.0" } }),
@@ -51,10 +53,31 @@ await describeBackends("Node packages, TypeScript and zygotes", (backend) => {
     expect((await w.run("nums", { body: { x: "no" } })).json).toEqual({ isNumber: false });
   }, 180_000);
 
+  it("leaves the installed tree root-owned and writable by root only", async () => {
+    await w.run("nums", { body: { x: 1 } });
+    const deps = join(w.dir, "deps");
+    const installs = (await readdir(deps)).filter((name) =>
+      existsSync(join(deps, name, ".ol-installed")),
+    );
+    expect(installs.length).toBeGreaterThanOrEqual(1);
+    for (const name of installs) {
+      // node_modules, is-number's files and pnpm's links: far more than a handful.
+      expect(await expectSealedTree(join(deps, name))).toBeGreaterThan(5);
+    }
+    // Installers are handed deps/installer only; deps itself stays root's, so none can rename
+    // an install away and plant another under its name.
+    const root = await lstat(deps);
+    expect([root.uid, root.mode & 0o7777]).toEqual([0, 0o755]);
+  }, 180_000);
+
   it("shares one store: a second lambda with the same package version downloads nothing new", async () => {
     // pnpm's content-addressed files; its per-project registry (store/v10/projects) may grow.
     const storeFiles = async () =>
-      (await readdir(join(w.dir, "deps", "store", "v10", "files"), { recursive: true })).length;
+      (
+        await readdir(join(w.dir, "deps", "installer", "store", "v10", "files"), {
+          recursive: true,
+        })
+      ).length;
     await w.run("nums", { body: { x: 1 } });
     const before = await storeFiles();
     const res = await w.run("nums2", { body: { x: 2 } });

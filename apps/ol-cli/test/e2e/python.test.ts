@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { backends, lambdaArchive, suiteTitle, Worker } from "./harness.js";
+import { expectSealedTree } from "./sealed-tree.js";
 
 /** Builds a pure-Python wheel by hand (no setuptools, no index): `name-version-py3-none-any.whl`. */
 export function buildWheel(
@@ -309,6 +310,8 @@ const title = sock
       file: "/packages/ol-fixture-pkg-1.2.3/ol_fixture_pkg/__init__.py",
       dist_packages: [],
     });
+    // pip wrote it as the installer's uid; the worker made it root's and read-only.
+    expect(await expectSealedTree(join(w.dir, "pip", "ol-fixture-pkg-1.2.3"))).toBeGreaterThan(3);
   });
 
   it("forks a lambda from the zygote tree node of its package, visible in /stats and /debug", async () => {

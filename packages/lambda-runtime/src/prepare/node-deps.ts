@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, symlink } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import {
@@ -12,10 +12,14 @@ import {
 import { DependencyInstallError } from "../errors.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import { execInSandbox, summariseFailure } from "./exec-client.js";
+import { ensureRootOwnedDir, isSealedInstall, publishInstall } from "./installed-tree.js";
 
 export interface NodeDepsOptions {
   readonly backend: SandboxBackend;
-  /** Root of installs: `store/` (pnpm's content-addressed store) and one dir per dependency set. */
+  /**
+   * Root of installs: one dir per dependency set, and `installer/`, the installer sandboxes'
+   * scratch dir (pnpm's content-addressed `store/`, its home, installs in progress).
+   */
   readonly dir: string;
   readonly limits: SandboxLimits;
   readonly logger?: Logger;
@@ -32,7 +36,8 @@ export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 /** Where a lambda's installed dependencies appear inside its sandbox. */
 export const DEPS_PACKAGE = "deps";
 const LOCKFILES = ["pnpm-lock.yaml", "package-lock.json"];
-const MARKER = ".ol-installed";
+/** What an installer sandbox sees at /host: never the finished installs beside it. */
+const INSTALLER_SCRATCH = "installer";
 
 export interface InstalledDeps {
   /** Host dir holding `node_modules`, mounted read-only at /packages/deps. */
@@ -45,9 +50,12 @@ export interface InstalledDeps {
  * Installs a lambda's package.json dependencies with pnpm inside an installer sandbox, once per
  * dependency set (package.json's dependencies plus its lockfile), into a shared pnpm store, so a
  * package version is downloaded once for every lambda that uses it. Installs run one at a time.
- * Nothing half-installed is ever used: an install is built under a temporary name and renamed
- * into place when pnpm succeeded. The lambda's code dir gets `node_modules` as a symlink to
- * /packages/deps/node_modules, where its sandbox sees the install read-only.
+ * Nothing half-installed is ever used: an install is built under a temporary name and, once
+ * pnpm succeeded and the installer sandbox is gone, made root-owned and read-only and renamed
+ * into place, out of every installer's reach. pnpm copies files out of the store rather than
+ * hard-linking them, so an install shares no inode with what a later installer can write. The
+ * lambda's code dir gets `node_modules` as a symlink to /packages/deps/node_modules, where its
+ * sandbox sees the install read-only.
  */
 export class NodeDepsInstaller {
   readonly #opts: NodeDepsOptions;
@@ -94,7 +102,7 @@ export class NodeDepsInstaller {
 
   async #installSet(lambda: string, codeDir: string, set: DependencySet): Promise<InstalledDeps> {
     const target = join(this.#opts.dir, set.hash);
-    if (existsSync(join(target, MARKER))) return { dir: target, reused: true, ms: 0 };
+    if (isSealedInstall(target)) return { dir: target, reused: true, ms: 0 };
     // One install at a time: they share the store and the installer's socket.
     const run = this.#queue.then(() => this.#runInstall(lambda, codeDir, set, target));
     this.#queue = run.catch(() => {});
@@ -107,11 +115,13 @@ export class NodeDepsInstaller {
     set: DependencySet,
     target: string,
   ): Promise<InstalledDeps> {
-    if (existsSync(join(target, MARKER))) return { dir: target, reused: true, ms: 0 };
+    if (isSealedInstall(target)) return { dir: target, reused: true, ms: 0 };
     const started = performance.now();
-    const work = `.tmp-${set.hash}-${randomUUID().slice(0, 6)}`;
-    const workDir = join(this.#opts.dir, work);
-    await mkdir(this.#opts.dir, { recursive: true });
+    const id = randomUUID().slice(0, 6);
+    const work = `.tmp-${set.hash}-${id}`;
+    await ensureRootOwnedDir(this.#opts.dir);
+    const scratch = join(this.#opts.dir, INSTALLER_SCRATCH);
+    await mkdir(scratch, { recursive: true });
     this.#log.info(
       { lambda, dependencies: set.names.join(" ") },
       "installing dependencies with pnpm",
@@ -122,6 +132,8 @@ export class NodeDepsInstaller {
       "--store-dir",
       "/host/store",
       "--config.confirmModulesPurge=false",
+      // Hard links would share inodes with the store, which every later installer writes to.
+      "--config.package-import-method=clone-or-copy",
       "--reporter=append-only",
     ];
     const hasLock = (name: string) => existsSync(join(codeDir, name));
@@ -146,7 +158,7 @@ export class NodeDepsInstaller {
     );
     const sandbox = await this.#opts.backend.create({
       codeDir,
-      scratchDir: this.#opts.dir,
+      scratchDir: scratch,
       runtime: "node",
       command: ["node", "/packages/ol-runtime/exec-guest.js"],
       limits: this.#opts.limits,
@@ -155,6 +167,7 @@ export class NodeDepsInstaller {
       env: { HOME: "/host/.home" },
       labels: { lambda, role: "installer" },
     });
+    let failure: { error: unknown } | undefined;
     try {
       for (const [i, argv] of steps.entries()) {
         const cwd = i === 0 ? "/host" : `/host/${work}`;
@@ -175,19 +188,34 @@ export class NodeDepsInstaller {
           );
         }
       }
-      await writeFile(join(workDir, MARKER), `${new Date().toISOString()}\n`);
-      await rm(target, { recursive: true, force: true });
-      await rename(workDir, target);
     } catch (error) {
-      await rm(workDir, { recursive: true, force: true });
+      failure = { error };
+    }
+    // The guest is gone before the worker touches what it wrote, so nothing changes under it;
+    // if it may not be, what it wrote is left alone (removing it as root would race the guest).
+    const stopped = await sandbox.destroy("installer-done").then(
+      () => true,
+      (error: unknown) => {
+        failure ??= { error };
+        return false;
+      },
+    );
+    const workDir = join(scratch, work);
+    try {
+      if (failure) throw failure.error;
+      await publishInstall({
+        installed: workDir,
+        staging: join(this.#opts.dir, `.staging-${set.hash}-${id}`),
+        target,
+      });
+    } catch (error) {
+      if (stopped) await rm(workDir, { recursive: true, force: true }).catch(() => {});
       throw error instanceof DependencyInstallError
         ? error
         : new DependencyInstallError(
             `lambda ${lambda}: the installer failed: ${(error as Error).message}`,
             { cause: error },
           );
-    } finally {
-      await sandbox.destroy("installer-done");
     }
     const ms = performance.now() - started;
     this.#log.info({ lambda, ms: Math.round(ms) }, "dependencies installed");

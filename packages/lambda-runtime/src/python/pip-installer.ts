@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type Logger,
@@ -11,6 +10,7 @@ import {
 
 import { DependencyInstallError } from "../errors.js";
 import { execInSandbox, summariseFailure } from "../prepare/exec-client.js";
+import { ensureRootOwnedDir, isSealedInstall, publishInstall } from "../prepare/installed-tree.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
 import { parseRequirements, type Requirement } from "./requirements.js";
 
@@ -34,7 +34,6 @@ export interface InstalledPython {
   readonly ms: number;
 }
 
-const MARKER = ".ol-installed";
 const FIND_LINKS_PACKAGE = "pip-find-links";
 
 /**
@@ -42,8 +41,9 @@ const FIND_LINKS_PACKAGE = "pip-find-links";
  * (`<dir>/<name>-<version>/`), each version once for every lambda that pins it. pip runs inside
  * an installer sandbox (`installer_limits`) with `--no-deps --target`: a lambda lists every
  * package it needs, pinned, and sees exactly those on `sys.path`. A package is installed into a
- * temporary directory and renamed into place only when pip succeeded, so nothing half installed
- * is ever used. Installs run one at a time.
+ * temporary directory of its own (pip runs with no shared cache) and, once pip succeeded and
+ * its sandbox is gone, made root-owned and read-only and renamed into place, so nothing half
+ * installed is ever used and no later installer can change it. Installs run one at a time.
  */
 export class PipInstaller {
   readonly #opts: PipInstallerOptions;
@@ -63,7 +63,7 @@ export class PipInstaller {
   /** The host dir of an installed package, or undefined when it is not (fully) installed. */
   installedDir(req: Requirement): string | undefined {
     const dir = join(this.#opts.dir, req.dir);
-    return existsSync(join(dir, MARKER)) ? dir : undefined;
+    return isSealedInstall(dir) ? dir : undefined;
   }
 
   /** Installs (or reuses) the packages of a code dir's requirements.txt; undefined without one. */
@@ -102,7 +102,9 @@ export class PipInstaller {
     const done = this.installedDir(req);
     if (done) return done;
     const target = join(this.#opts.dir, req.dir);
-    const scratch = join(this.#opts.dir, ".tmp", `${req.dir}-${randomUUID().slice(0, 8)}`);
+    const id = randomUUID().slice(0, 8);
+    await ensureRootOwnedDir(this.#opts.dir);
+    const scratch = join(this.#opts.dir, ".tmp", `${req.dir}-${id}`);
     await mkdir(scratch, { recursive: true });
     const started = performance.now();
     const pin = `${req.name}==${req.version}`;
@@ -134,6 +136,8 @@ export class PipInstaller {
     args.push(pin);
     const lines: string[] = [];
     let sandbox: Awaited<ReturnType<SandboxBackend["create"]>> | undefined;
+    // Whether the guest is surely gone: only then does the worker touch what it wrote.
+    let stopped = true;
     try {
       sandbox = await this.#opts.backend.create({
         codeDir: scratch,
@@ -159,16 +163,24 @@ export class PipInstaller {
           `lambda ${lambda}: installing ${pin} with pip failed: ${summarise(lines)}`,
         );
       }
-      const installed = join(scratch, req.dir);
-      const entries = await readdir(installed).catch(() => [] as string[]);
-      if (!entries.some((e) => e.endsWith(".dist-info") || e.endsWith(".egg-info"))) {
-        throw new DependencyInstallError(
-          `lambda ${lambda}: installing ${pin} with pip left no package metadata: ${summarise(lines)}`,
-        );
-      }
-      await writeFile(join(installed, MARKER), `${new Date().toISOString()}\n`);
-      await rm(target, { recursive: true, force: true });
-      await rename(installed, target);
+      const done = sandbox;
+      sandbox = undefined;
+      stopped = false;
+      await done.destroy("installer-done");
+      stopped = true;
+      await publishInstall({
+        installed: join(scratch, req.dir),
+        staging: join(this.#opts.dir, `.staging-${req.dir}-${id}`),
+        target,
+        check: async (dir) => {
+          const entries = await readdir(dir);
+          if (!entries.some((e) => e.endsWith(".dist-info") || e.endsWith(".egg-info"))) {
+            throw new DependencyInstallError(
+              `lambda ${lambda}: installing ${pin} with pip left no package metadata: ${summarise(lines)}`,
+            );
+          }
+        },
+      });
     } catch (error) {
       throw error instanceof DependencyInstallError
         ? error
@@ -177,8 +189,13 @@ export class PipInstaller {
             { cause: error },
           );
     } finally {
-      await sandbox?.destroy("installer-done").catch(() => {});
-      await rm(scratch, { recursive: true, force: true }).catch(() => {});
+      if (sandbox) {
+        stopped = await sandbox.destroy("installer-done").then(
+          () => true,
+          () => false,
+        );
+      }
+      if (stopped) await rm(scratch, { recursive: true, force: true }).catch(() => {});
     }
     this.#log.info(
       { lambda, package: pin, ms: Math.round(performance.now() - started) },
