@@ -123,12 +123,10 @@ describe("SandboxedInstance", () => {
       concurrency: 1,
       onAvailable: () => {},
     });
-    const call = instance
-      .invoke({ method: "GET", path: "/", headers: {}, body: null })
-      .then(
-        (r) => drain(r.body),
-        () => undefined,
-      );
+    const call = instance.invoke({ method: "GET", path: "/", headers: {}, body: null }).then(
+      (r) => drain(r.body),
+      () => undefined,
+    );
     await sleep(5);
     // The call is in flight (its sandbox still being made) when the drain's time runs out.
     await instance.drain();
