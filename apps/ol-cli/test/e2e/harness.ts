@@ -621,19 +621,37 @@ export async function survivors(pids: readonly number[], timeoutMs = 5000): Prom
 
 /** A SOCK sandbox's cgroup dirs (one per v1 hierarchy), from its helper's `--cgroup` args. */
 export function sockCgroupsOf(sandboxId: string): string[] {
+  // The helper's command line names no host path (it takes them on stdin): find it by the
+  // sandbox's log, which it holds open, then read its init's cgroups from /proc.
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     let argv: string[];
+    let fds: string[];
     try {
       argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (!argv[0]?.endsWith("ol-sock-helper")) continue;
+      fds = readdirSync(`/proc/${entry}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${entry}/fd/${fd}`);
+        } catch {
+          return "";
+        }
+      });
     } catch {
       continue;
     }
-    if (!argv[0]?.endsWith("ol-sock-helper")) continue;
-    if (!argv.some((a) => a.includes(`/${sandboxId}/`))) continue;
+    if (!fds.some((target) => target.endsWith(`/${sandboxId}/guest.log`))) continue;
+    const children = readFileSync(`/proc/${entry}/task/${entry}/children`, "utf8").trim();
+    const init = children.split(/\s+/)[0];
+    if (!init) return [];
     const dirs: string[] = [];
-    for (let i = 0; i < argv.length - 1; i++) {
-      if (argv[i] === "--cgroup") dirs.push(dirname(argv[i + 1] as string));
+    for (const line of readFileSync(`/proc/${init}/cgroup`, "utf8").split("\n")) {
+      const [, controllers, path] = line.split(":");
+      if (path === undefined || path === "/") continue;
+      const candidates = controllers
+        ? [join("/sys/fs/cgroup", controllers, path)]
+        : [join("/sys/fs/cgroup", path), join("/sys/fs/cgroup/unified", path)];
+      for (const dir of candidates) if (existsSync(join(dir, "cgroup.procs"))) dirs.push(dir);
     }
     return dirs;
   }
