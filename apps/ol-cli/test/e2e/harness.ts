@@ -568,7 +568,10 @@ export function cgroupPids(tag: string): number[] {
   return [...pids];
 }
 
-/** Processes whose command line, root or cwd mention `dir` (workers, helpers, guests). */
+/**
+ * Processes whose command line, root, cwd or an open file mention `dir` (workers, helpers,
+ * guests; a SOCK helper takes its paths on stdin but holds its sandbox's log open).
+ */
 export function processesOf(dir: string): string[] {
   const found: string[] = [];
   for (const entry of readdirSync("/proc")) {
@@ -577,8 +580,11 @@ export function processesOf(dir: string): string[] {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ");
       const root = safeReadlink(`/proc/${entry}/root`);
       const cwd = safeReadlink(`/proc/${entry}/cwd`);
+      const files = readdirSync(`/proc/${entry}/fd`).map((fd) =>
+        safeReadlink(`/proc/${entry}/fd/${fd}`),
+      );
       if (
-        [cmdline, root, cwd].some(
+        [cmdline, root, cwd, ...files].some(
           (s) => s === dir || s.includes(`${dir}/`) || s.includes(`${dir} `),
         )
       )
