@@ -4,6 +4,20 @@
  * lambda's bad answer; it imports nothing, so the guest bundle can take it in.
  */
 
+/**
+ * Headers about one connection and its framing (RFC 9110 §7.6.1): whoever sends an answer
+ * frames it for its own connection, so none of them passes from the guest's answer on.
+ */
+export const CONNECTION_HEADERS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "trailer",
+  "te",
+]);
+
 /** A header name: an RFC 9110 token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A char no header value (or reason phrase) may hold: controls but HTAB, DEL, past Latin-1. */

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import {
+  CONNECTION_HEADERS,
   fieldValueProblem,
   isFieldValue,
   isFinalStatus,
@@ -203,17 +204,6 @@ async function runFetch(fetchHandler: FetchHandler, req: IncomingMessage, res: S
   }
   res.end();
 }
-
-/** Headers about the guest's own connection to the worker: node:http writes its own. */
-const CONNECTION_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "trailer",
-  "te",
-]);
 
 /**
  * The status, status text and headers of a lambda's Response, or what is wrong with them. A

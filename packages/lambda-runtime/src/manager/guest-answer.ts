@@ -5,26 +5,13 @@
  */
 import { GuestBadResponseError } from "../errors.js";
 import {
+  CONNECTION_HEADERS,
   fieldValueProblem,
   isFieldValue,
   isFinalStatus,
   isHeaderName,
   quoteShort,
 } from "../http-fields.js";
-
-/**
- * Headers about the guest's connection and its framing: the trigger frames the answer to its
- * own client, so none of them is passed on (RFC 9110 §7.6.1).
- */
-const CONNECTION_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "trailer",
-  "te",
-]);
 
 const DIGITS = /^[0-9]{1,15}$/;
 const UPPER = /[A-Z]/;
