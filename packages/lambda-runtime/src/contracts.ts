@@ -47,7 +47,7 @@ export interface LambdaConfig {
     readonly procs?: number;
     readonly runtimeSec?: number;
   };
-  readonly network?: "host" | "none";
+  readonly network?: "egress" | "host" | "none";
 }
 
 /** The registry as the admin API sees it. */

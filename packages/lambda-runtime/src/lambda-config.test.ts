@@ -29,6 +29,12 @@ network: none
     expect(allowedMethods(config)).toEqual(["GET", "POST"]);
   });
 
+  it("takes each network mode; no mode means the worker's default_network", () => {
+    for (const mode of ["egress", "host", "none"] as const)
+      expect(parseLambdaConfig(`network: ${mode}\n`).network).toBe(mode);
+    expect(parseLambdaConfig(undefined).network).toBeUndefined();
+  });
+
   it("defaults to any method, reuse, no env", () => {
     const config = parseLambdaConfig(undefined);
     expect(allowedMethods(config)).toBeUndefined();
@@ -43,7 +49,7 @@ network: none
     ["reuse-sandbox: maybe", /reuse-sandbox/],
     ["limits:\n  memory: -5", /limits.memory/],
     ["limits:\n  disk: 5", /limits.disk is not a known limit/],
-    ["network: bridge", /network/],
+    ["network: bridge", /network must be egress, host or none/],
     ["a: [", /not valid YAML/],
   ])("refuses %j naming the key", (text, message) => {
     expect(() => parseLambdaConfig(text)).toThrow(InvalidLambdaConfigError);

@@ -98,10 +98,11 @@ export function parseLambdaConfig(text: string | undefined): LambdaConfig {
     }
   }
 
-  let network: "host" | "none" | undefined;
+  let network: "egress" | "host" | "none" | undefined;
   if (obj.network !== undefined) {
-    if (obj.network !== "host" && obj.network !== "none") fail("network", "must be host or none");
-    network = obj.network as "host" | "none";
+    if (obj.network !== "egress" && obj.network !== "host" && obj.network !== "none")
+      fail("network", "must be egress, host or none");
+    network = obj.network as "egress" | "host" | "none";
   }
 
   return {

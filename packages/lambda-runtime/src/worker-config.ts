@@ -52,6 +52,8 @@ export interface WorkerConfig {
     enable_seccomp: boolean;
   };
   docker: { base_image: string };
+  /** The network of lambdas whose ol.yaml names none: auto is egress where the backend has it. */
+  default_network: "auto" | "egress" | "host" | "none";
   /** Host uids for guests, one per live sandbox: `first` .. `first + count - 1`. */
   sandbox_uids: { first: number; count: number };
 }
@@ -90,6 +92,7 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
       enable_seccomp: true,
     },
     docker: { base_image: "" },
+    default_network: "auto",
     sandbox_uids: { first: 1_000_000, count: 65_536 },
   };
 }
@@ -127,6 +130,7 @@ const RULES: Record<string, Rule> = {
   "features.reuse_cgroups": "bool",
   "features.enable_seccomp": "bool",
   "docker.base_image": "string",
+  default_network: ["auto", "egress", "host", "none"],
   "sandbox_uids.first": "posint",
   "sandbox_uids.count": "posint",
 };

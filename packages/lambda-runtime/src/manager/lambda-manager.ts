@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import {
   type Logger,
+  type NetworkMode,
   type SandboxBackend,
   type SandboxSpec,
   silentLogger,
@@ -14,6 +15,7 @@ import type {
   WorkerIntrospection,
 } from "../contracts.js";
 import { WorkerShuttingDownError } from "../errors.js";
+import { defaultNetwork } from "../network-mode.js";
 import {
   DEPS_PACKAGE,
   type InstalledDeps,
@@ -67,6 +69,8 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
   readonly #opts: LambdaManagerOptions;
   readonly #logger: Logger;
   readonly #runtimeDir: string;
+  /** The network of lambdas whose ol.yaml names none. */
+  readonly #network: NetworkMode;
   readonly #installer: NodeDepsInstaller;
   /** Per code version: its installed dependencies (undefined: it has none), or the failure. */
   readonly #nodeDeps = new OncePerVersion<InstalledDeps>();
@@ -85,6 +89,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     this.#opts = options;
     this.#logger = options.logger ?? silentLogger;
     this.#runtimeDir = options.runtimeDir ?? nodeGuestRuntimeDir();
+    this.#network = defaultNetwork(options.config, options.backend.capabilities);
     const installerLimits = toSandboxLimits(options.config.installer_limits);
     this.#installer = new NodeDepsInstaller({
       backend: options.backend,
@@ -132,6 +137,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
       dir: join(config.worker_dir, "ready"),
       runtimeDir: this.#runtimeDir,
       limits: lambdaLimits(config, "node"),
+      network: this.#network,
       timers: this.timers,
       logger: this.#logger.child({ component: "zygotes" }),
       headroomMb: this.#headroomMb,
@@ -282,7 +288,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     const runtime = detectRuntime(code);
     if (runtime === "python") {
       const installed = this.#pythonDeps.done(code);
-      return pythonSpec(code, this.#opts.config, this.#runtimeDir, installed);
+      return pythonSpec(code, this.#opts.config, this.#runtimeDir, installed, this.#network);
     }
     return {
       codeDir: code.dir,
@@ -294,7 +300,7 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
         ...code.config.environment,
         OL_LAMBDA_NAME: code.name,
       },
-      network: code.config.network ?? "host",
+      network: code.config.network ?? this.#network,
       packages: { [RUNTIME_PACKAGE]: this.#runtimeDir, ...this.#depsPackage(code) },
       labels: { lambda: code.name, version: code.version },
     };

@@ -13,12 +13,20 @@ const code = (config = DEFAULT_LAMBDA_CONFIG): LambdaCode => ({
 
 describe("pythonSpec", () => {
   it("uses the worker's Python limits, the guest command, env and the lambda's packages", () => {
-    const spec = pythonSpec(code(), defaultWorkerConfig("/w"), "/rt", {
-      requirements: [],
-      packages: { "requests-2.31.0": "/w/pip/requests-2.31.0" },
-      ms: 1,
-    });
+    const spec = pythonSpec(
+      code(),
+      defaultWorkerConfig("/w"),
+      "/rt",
+      {
+        requirements: [],
+        packages: { "requests-2.31.0": "/w/pip/requests-2.31.0" },
+        ms: 1,
+      },
+      "egress",
+    );
     expect(spec.runtime).toBe("python");
+    // The worker's default network, when ol.yaml names none.
+    expect(spec.network).toBe("egress");
     expect(spec.command).toEqual([...PYTHON_COMMAND]);
     expect(spec.limits).toEqual({ memoryMb: 50, cpuPercent: 100, procs: 10, timeoutMs: 30_000 });
     expect(spec.packages).toEqual({
@@ -35,7 +43,7 @@ describe("pythonSpec", () => {
     const config = parseLambdaConfig(
       "environment:\n  OL_ENTRY_FILE: web.py\n  A: b\nlimits:\n  memory: 80\n  procs: 4\n  timeout: 2\n",
     );
-    const spec = pythonSpec(code(config), defaultWorkerConfig("/w"), "/rt", undefined);
+    const spec = pythonSpec(code(config), defaultWorkerConfig("/w"), "/rt", undefined, "egress");
     expect(spec.limits).toMatchObject({ memoryMb: 80, procs: 4, timeoutMs: 2000 });
     expect(spec.env).toMatchObject({ OL_ENTRY_FILE: "web.py", A: "b", OL_PACKAGES: "" });
   });

@@ -1,4 +1,4 @@
-import type { SandboxSpec } from "@openlambda/sandbox-core";
+import type { NetworkMode, SandboxSpec } from "@openlambda/sandbox-core";
 import type { LambdaCode } from "../registry/directory-registry.js";
 import { lambdaLimits } from "../sandbox-limits.js";
 import type { WorkerConfig } from "../worker-config.js";
@@ -20,6 +20,7 @@ export function pythonSpec(
   config: WorkerConfig,
   runtimeDir: string,
   installed: InstalledPython | undefined,
+  network: NetworkMode,
 ): SandboxSpec {
   const packages = installed?.packages ?? {};
   return {
@@ -35,7 +36,7 @@ export function pythonSpec(
         .map((p) => `/packages/${p}`)
         .join(":"),
     },
-    network: code.config.network ?? "host",
+    network: code.config.network ?? network,
     packages: { [PYTHON_RUNTIME_PACKAGE]: runtimeDir, ...packages },
     labels: { lambda: code.name, version: code.version },
   };

@@ -4,6 +4,7 @@ import { lstat, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import {
   type Logger,
+  type NetworkMode,
   type Sandbox,
   type SandboxBackend,
   type SandboxLimits,
@@ -37,6 +38,8 @@ export interface ZygotePoolOptions {
   readonly runtimeDir: string;
   /** The limits of Node lambdas that do not set their own: only those can take a ready runtime. */
   readonly limits: SandboxLimits;
+  /** The network of lambdas that do not choose one: only those can take a ready runtime. */
+  readonly network: NetworkMode;
   readonly timers: Timers;
   readonly logger?: Logger;
   /** Ready runtimes kept for the root node (lambdas without packages, or without a fit). */
@@ -186,7 +189,7 @@ export class ZygotePool {
     const z = this.#opts.limits;
     return (
       spec.runtime === "node" &&
-      (spec.network ?? "host") === "host" &&
+      spec.network === this.#opts.network &&
       l.memoryMb === z.memoryMb &&
       l.cpuPercent === z.cpuPercent &&
       l.procs === z.procs &&
@@ -354,7 +357,7 @@ export class ZygotePool {
         runtime: "node",
         command: ["node", "/packages/ol-runtime/node-guest.js"],
         limits: this.#opts.limits,
-        network: "host",
+        network: this.#opts.network,
         env: {
           NODE_EXTRA_CA_CERTS: SYSTEM_CA_BUNDLE,
           OL_DEFERRED_LOAD: "1",
