@@ -54,6 +54,8 @@ export interface WorkerConfig {
   docker: { base_image: string };
   /** The network of lambdas whose ol.yaml names none: auto is egress where the backend has it. */
   default_network: "auto" | "egress" | "host" | "none";
+  /** SOCK egress sandboxes' links are carved from this IPv4 block, a /30 each. */
+  egress_subnet: string;
   /** Host uids for guests, one per live sandbox: `first` .. `first + count - 1`. */
   sandbox_uids: { first: number; count: number };
 }
@@ -93,6 +95,7 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
     },
     docker: { base_image: "" },
     default_network: "auto",
+    egress_subnet: "10.201.0.0/16",
     sandbox_uids: { first: 1_000_000, count: 65_536 },
   };
 }
@@ -131,6 +134,7 @@ const RULES: Record<string, Rule> = {
   "features.enable_seccomp": "bool",
   "docker.base_image": "string",
   default_network: ["auto", "egress", "host", "none"],
+  egress_subnet: "string",
   "sandbox_uids.first": "posint",
   "sandbox_uids.count": "posint",
 };

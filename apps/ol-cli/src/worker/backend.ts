@@ -33,6 +33,7 @@ export async function makeBackend(
         },
         cgroupPoolSize: config.features.reuse_cgroups ? 8 : 0,
         uidRange: config.sandbox_uids,
+        egress: { subnet: config.egress_subnet },
         logger,
       }),
     docker: async () => {
