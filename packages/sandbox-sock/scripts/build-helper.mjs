@@ -1,5 +1,6 @@
-// Compiles native/ol-sock-helper.c into dist/ so the published package ships a ready binary.
-// Static against glibc when the host has libc.a (it then runs on any linux-x64), else dynamic.
+// Compiles native/ol-sock-helper.c and native/ol-sock-reaper.c into dist/ so the published
+// package ships ready binaries. Static against glibc when the host has libc.a (they then run on
+// any linux-x64), else dynamic.
 // Off Linux, or without a C compiler, it warns and skips: the TypeScript part still builds, and
 // the backend reports the missing helper with OL_SOCK_HELPER_MISSING at start.
 import { execFileSync } from "node:child_process";
@@ -8,8 +9,6 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
-const source = join(pkg, "native", "ol-sock-helper.c");
-const output = join(pkg, "dist", "ol-sock-helper");
 
 // The zygote's fork server is plain Python: shipped beside the helper, mounted into zygotes.
 mkdirSync(join(pkg, "dist", "zygote"), { recursive: true });
@@ -29,18 +28,22 @@ try {
   console.warn(`build-helper: skipped, no C compiler (${cc}) on PATH`);
   process.exit(0);
 }
-mkdirSync(dirname(output), { recursive: true });
-// Built beside and renamed into place: a sandbox being created never sees half a binary.
-const staging = `${output}.${process.pid}.tmp`;
-const flags = ["-O2", "-s", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-o", staging, source];
-try {
+mkdirSync(join(pkg, "dist"), { recursive: true });
+for (const name of ["ol-sock-helper", "ol-sock-reaper"]) {
+  const source = join(pkg, "native", `${name}.c`);
+  const output = join(pkg, "dist", name);
+  // Built beside and renamed into place: a sandbox being created never sees half a binary.
+  const staging = `${output}.${process.pid}.tmp`;
+  const flags = ["-O2", "-s", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-o", staging, source];
   try {
-    execFileSync(cc, ["-static", ...flags], { stdio: ["ignore", "ignore", "pipe"] });
-  } catch {
-    execFileSync(cc, flags, { stdio: "inherit" });
+    try {
+      execFileSync(cc, ["-static", ...flags], { stdio: ["ignore", "ignore", "pipe"] });
+    } catch {
+      execFileSync(cc, flags, { stdio: "inherit" });
+    }
+    renameSync(staging, output);
+  } finally {
+    rmSync(staging, { force: true });
   }
-  renameSync(staging, output);
-} finally {
-  rmSync(staging, { force: true });
+  console.log(`build-helper: built ${output}`);
 }
-console.log(`build-helper: built ${output}`);
