@@ -4,7 +4,7 @@ import { defineOlError } from "@openlambda/sandbox-core";
 export class SockHelperMissingError extends defineOlError(
   "OL_SOCK_HELPER_MISSING",
   503,
-  "The SOCK backend's native helper (ol-sock-helper) is missing or was not built for this platform (only linux-x64 is shipped); the message says which and how to build it.",
+  "The SOCK backend's native helper (ol-sock-helper) or reaper (ol-sock-reaper) is missing or was not built for this platform (only linux-x64 is shipped); the message says which and how to build it.",
 ) {}
 
 /** Assembling a base root filesystem from the host failed. */

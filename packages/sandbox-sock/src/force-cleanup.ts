@@ -8,6 +8,7 @@ import { childDirs, killPids, pollUntil, readPids, removeDir, write } from "./cg
 import { detectCgroupLayout, V1_CONTROLLERS } from "./cgroup/layout.js";
 import { locateHelper } from "./helper-binary.js";
 import { readMountInfo } from "./mountinfo.js";
+import { REAPER_NAME } from "./reaper.js";
 import { sandboxesDir, workerTag } from "./worker-tag.js";
 
 const run = promisify(execFile);
@@ -99,7 +100,7 @@ export async function cleanupLeftovers(
   return report;
 }
 
-/** Helpers started for this work dir: their argv carries `--tag <tag>`. */
+/** Helpers and reapers started for this work dir: their argv carries `--tag <tag>`. */
 async function findHelpers(tag: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir("/proc").catch(() => [] as string[])) {
@@ -107,8 +108,8 @@ async function findHelpers(tag: string): Promise<number[]> {
     try {
       const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
       const i = argv.indexOf("--tag");
-      if (argv[0]?.endsWith("ol-sock-helper") && i > 0 && argv[i + 1] === tag)
-        pids.push(Number(entry));
+      const ours = argv[0]?.endsWith("ol-sock-helper") || argv[0]?.endsWith(REAPER_NAME);
+      if (ours && i > 0 && argv[i + 1] === tag) pids.push(Number(entry));
     } catch {
       // Exited meanwhile.
     }

@@ -30,6 +30,7 @@ import { cleanupLeftovers, STATE_FILE } from "./force-cleanup.js";
 import { locateHelper } from "./helper-binary.js";
 import { checkHost } from "./host-checks.js";
 import { readTail } from "./log-tail.js";
+import { locateReaper, type Reaper, startReaper } from "./reaper.js";
 import { SockSandbox } from "./sock-sandbox.js";
 import { sandboxesDir, workerTag } from "./worker-tag.js";
 
@@ -103,6 +104,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
   const baseDir = resolve(options.baseDir);
   const workDir = resolve(options.workDir);
   const helper = locateHelper(options.helperPath);
+  const reaperPath = locateReaper(helper);
   const layout = checkHost(baseDir);
   const log = (options.logger ?? silentLogger).child({ backend: "sock" });
   const uids = new UidAllocator(options.uidRange);
@@ -120,12 +122,10 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
   const tag = workerTag(workDir);
   const cgroupParent = join(options.cgroupParent ?? "", tag);
   const driver: CgroupDriver = cgroupDriver(layout, cgroupParent);
-  const pool = new CgroupPool(
-    driver,
-    options.cgroupPoolSize ?? 8,
-    `sb-${process.pid.toString(36)}-`,
-    log,
-  );
+  // Each backend value names its sandbox cgroups apart (a random part, as pids repeat across
+  // restarts): its reaper sweeps only these, never another backend's on the same work dir.
+  const cgroupPrefix = `sb-${process.pid.toString(36)}-${randomBytes(3).toString("hex")}-`;
+  const pool = new CgroupPool(driver, options.cgroupPoolSize ?? 8, cgroupPrefix, log);
   const hub = new SandboxEventHub("sock");
   const live = new Set<SockSandbox>();
   const stateRoot = sandboxesDir(workDir);
@@ -133,10 +133,20 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
   const logMax = options.logMaxBytes ?? 1024 * 1024;
 
   let ready: Promise<void> | undefined;
+  let reaper: Reaper | undefined;
   const prepare = () => {
     ready ??= (async () => {
       await mkdir(stateRoot, { recursive: true, mode: 0o700 });
       await driver.prepare();
+      // One process per backend that outlives the worker and ends its sandboxes when the worker
+      // dies, frozen ones too; nothing per sandbox.
+      reaper ??= await startReaper({
+        path: reaperPath,
+        tag,
+        prefix: cgroupPrefix,
+        parents: driver.parentDirs,
+        log,
+      });
       // What forceCleanup needs beyond the tag: where this worker's cgroups are.
       const state = {
         tag,
@@ -332,6 +342,9 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     async cleanup() {
       await Promise.all([...live].map((s) => s.destroy("shutdown")));
       await pool.drain();
+      // Nothing of ours is left for it: it finds nothing, removes nothing, and exits.
+      await reaper?.close();
+      reaper = undefined;
       // Whatever an earlier worker on this work dir left (SIGKILL), and our own parents.
       await cleanupLeftovers(workDir, { helperPath: helper, log });
       ready = undefined;

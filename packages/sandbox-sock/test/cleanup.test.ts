@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,7 @@ import { detectCgroupLayout, V1_CONTROLLERS } from "../src/cgroup/layout.js";
 import { forceCleanup } from "../src/force-cleanup.js";
 import { readMountInfo } from "../src/mountinfo.js";
 import { sockBackend } from "../src/sock-backend.js";
+import type { SockSandbox } from "../src/sock-sandbox.js";
 import { sandboxesDir, workerTag } from "../src/worker-tag.js";
 import { tempDir, testBase, whatIsMissing } from "./support.js";
 
@@ -55,6 +56,100 @@ function leftovers(workDir: string) {
 
 const NOTHING = { cgroups: [], processes: [], mounts: [], dirs: [] };
 
+/** What hold-sandboxes.mjs reports about the sandboxes it made. */
+interface HeldSandbox {
+  readonly id: string;
+  readonly paused: boolean;
+  readonly pids: number[];
+  readonly cgroups: string[];
+}
+
+/** Starts a worker process (test/fixtures/hold-sandboxes.mjs) holding `count` sandboxes. */
+async function holdSandboxes(
+  args: { workDir: string; baseDir: string; codeDir: string },
+  count: number,
+  paused: number,
+): Promise<{ child: ChildProcess; sandboxes: HeldSandbox[] }> {
+  const fixture = fileURLToPath(new URL("./fixtures/hold-sandboxes.mjs", import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [fixture, args.workDir, args.baseDir, args.codeDir, String(count), String(paused)],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("\n")) resolve(out.trim());
+    });
+    child.once("exit", (code) => reject(new Error(`fixture exited early (${code})`)));
+  });
+  return { child, sandboxes: (JSON.parse(line) as { sandboxes: HeldSandbox[] }).sandboxes };
+}
+
+async function sigkill(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await exited;
+}
+
+/** Alive and not a zombie (a killed process waiting to be reaped is gone for our purpose). */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tasks still in a cgroup dir (none when it is gone). */
+function cgroupTasks(dir: string): number[] {
+  try {
+    return readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function isFrozen(dirs: readonly string[]): boolean {
+  return dirs.some((dir) => {
+    for (const [file, frozen] of [
+      ["freezer.state", "FROZEN"],
+      ["cgroup.freeze", "1"],
+    ] as const) {
+      if (existsSync(`${dir}/${file}`))
+        return readFileSync(`${dir}/${file}`, "utf8").trim() === frozen;
+    }
+    return false;
+  });
+}
+
+/** The reaper a backend started for the work dir's tag (its argv carries `--tag <tag>`). */
+function reapersOf(workDir: string): number[] {
+  const tag = workerTag(workDir);
+  return readdirSync("/proc")
+    .filter((n) => /^\d+$/.test(n))
+    .filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+        return argv[0]?.endsWith("ol-sock-reaper") && argv.includes(tag);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
 describe.skipIf(whatIsMissing())("sock cleanup", () => {
   let code: Awaited<ReturnType<typeof tempDir>>;
   let base: string;
@@ -90,8 +185,10 @@ describe.skipIf(whatIsMissing())("sock cleanup", () => {
         );
       }
       const during = leftovers(work.path);
-      // Only the pool's spare cgroups (and their parents) exist between sandboxes.
-      expect(during.processes).toEqual([]);
+      // Only the pool's spare cgroups (and their parents) exist between sandboxes, and one
+      // process: the backend's reaper.
+      expect(during.processes.map(Number)).toEqual(reapersOf(work.path));
+      expect(during.processes).toHaveLength(1);
       expect(during.mounts).toEqual([]);
       expect(during.dirs).toEqual([]);
       await backend.cleanup();
@@ -102,28 +199,24 @@ describe.skipIf(whatIsMissing())("sock cleanup", () => {
     }
   }, 240_000);
 
-  it("forceCleanup removes everything a SIGKILLed worker left behind", async () => {
+  it("forceCleanup removes everything a SIGKILLed worker and its stopped reaper left behind", async () => {
     const work = await tempDir("ol-sock-killed-");
     try {
-      const fixture = fileURLToPath(new URL("./fixtures/hold-sandboxes.mjs", import.meta.url));
-      const child = spawn(process.execPath, [fixture, work.path, base, code.path, "3"], {
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      const line = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        child.stdout.on("data", (d: Buffer) => {
-          out += d.toString();
-          if (out.includes("\n")) resolve(out.trim());
-        });
-        child.once("exit", (code) => reject(new Error(`fixture exited early (${code})`)));
-      });
-      expect(JSON.parse(line).ids).toHaveLength(3);
+      const { child, sandboxes } = await holdSandboxes(
+        { workDir: work.path, baseDir: base, codeDir: code.path },
+        3,
+        1,
+      );
+      expect(sandboxes).toHaveLength(3);
       const before = leftovers(work.path);
       expect(before.dirs).toHaveLength(3);
       expect(before.cgroups.length).toBeGreaterThan(3);
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
+      // A reaper that cannot run (stopped here; in life, say, killed with the worker's whole
+      // service cgroup) leaves the sandboxes to forceCleanup, which also ends the reaper.
+      const reapers = reapersOf(work.path);
+      expect(reapers).toHaveLength(1);
+      for (const pid of reapers) process.kill(pid, "SIGSTOP");
+      await sigkill(child);
 
       const report = await forceCleanup(work.path, { logger: silentLogger });
       expect(report.dirsRemoved).toBe(3);
@@ -135,8 +228,68 @@ describe.skipIf(whatIsMissing())("sock cleanup", () => {
         cgroupsRemoved: 0,
         mountsRemoved: 0,
         dirsRemoved: 0,
+        namespacesRemoved: 0,
       });
     } finally {
+      await forceCleanup(work.path);
+      await work.remove();
+    }
+  });
+
+  it("a SIGKILLed worker leaves no sandbox running, paused ones included, and spares another backend's", async () => {
+    const work = await tempDir("ol-sock-reaped-");
+    // Another backend on the same work dir (this process): the killed worker's reaper must
+    // leave its sandbox alone.
+    const other = sockBackend({ workDir: work.path, baseDir: base, cgroupPoolSize: 0 });
+    try {
+      const survivor = await other.create(spec());
+      const { child, sandboxes } = await holdSandboxes(
+        { workDir: work.path, baseDir: base, codeDir: code.path },
+        4,
+        2,
+      );
+      const pids = sandboxes.flatMap((s) => s.pids);
+      const cgroups = sandboxes.flatMap((s) => s.cgroups);
+      expect(sandboxes).toHaveLength(4);
+      // init and guest of each sandbox, and the paused ones really frozen: on cgroup v1 their
+      // helpers' parent-death kill stays pending while frozen.
+      for (const s of sandboxes) expect(s.pids.length).toBeGreaterThanOrEqual(2);
+      expect(sandboxes.filter((s) => isFrozen(s.cgroups)).map((s) => s.paused)).toEqual([
+        true,
+        true,
+      ]);
+      expect(pids.filter(isAlive)).toEqual(pids);
+
+      const theirReaper = reapersOf(work.path).filter((pid) => parentOf(pid) === child.pid);
+
+      await sigkill(child);
+      const deadline = Date.now() + 5000;
+      const left = () => ({
+        processes: pids.filter(isAlive),
+        tasks: [...new Set(cgroups.flatMap(cgroupTasks))],
+      });
+      while (Date.now() < deadline && (left().processes.length > 0 || left().tasks.length > 0))
+        await new Promise((r) => setTimeout(r, 50));
+      expect(left()).toEqual({ processes: [], tasks: [] });
+      // Its reaper did it: it removed the killed worker's sandbox cgroups, then exited.
+      expect(theirReaper).toHaveLength(1);
+      await expect
+        .poll(
+          () => ({
+            cgroups: cgroups.filter((d) => existsSync(d)),
+            reaper: theirReaper.filter(isAlive),
+          }),
+          { timeout: 2000 },
+        )
+        .toEqual({ cgroups: [], reaper: [] });
+
+      const res = await request("http://guest/ping", { dispatcher: survivor.dispatcher });
+      expect(await res.body.text()).toBe("pong");
+      expect(await (survivor as SockSandbox).cgroup.pids()).not.toEqual([]);
+      await other.cleanup();
+      expect(leftovers(work.path)).toEqual(NOTHING);
+    } finally {
+      await other.cleanup();
       await forceCleanup(work.path);
       await work.remove();
     }
