@@ -13,6 +13,7 @@ const good: SandboxSpec = {
 describe("validateSpec", () => {
   it("accepts a good spec", () => {
     expect(() => validateSpec(good)).not.toThrow();
+    expect(() => validateSpec({ ...good, limits: { ...good.limits, diskMb: 1 } })).not.toThrow();
   });
 
   it.each([
@@ -23,6 +24,8 @@ describe("validateSpec", () => {
     ["command\\[1\\]", { command: ["a", "b\0"] }],
     ["limits.memoryMb", { limits: { ...good.limits, memoryMb: 0 } }],
     ["limits.procs", { limits: { ...good.limits, procs: 1.5 } }],
+    ["limits.diskMb", { limits: { ...good.limits, diskMb: 0 } }],
+    ["limits.diskMb", { limits: { ...good.limits, diskMb: 2.5 } }],
     ["env.1BAD", { env: { "1BAD": "x" } }],
     ["network", { network: "bridge" }],
     ["packages.\\.\\.", { packages: { "..": "/p" } }],

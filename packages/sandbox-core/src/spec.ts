@@ -40,13 +40,14 @@ export function validateSpec(spec: SandboxSpec, capabilities?: SandboxCapabiliti
   if (typeof limits !== "object" || limits === null) fail("limits", "must be an object");
   const positiveInt = (name: keyof SandboxLimits, min: number) => {
     const v = limits[name];
-    if (!Number.isInteger(v) || v < min)
+    if (v === undefined || !Number.isInteger(v) || v < min)
       fail(`limits.${name}`, `must be an integer >= ${min} (got ${String(v)})`);
   };
   positiveInt("memoryMb", 4);
   positiveInt("cpuPercent", 1);
   positiveInt("procs", 1);
   positiveInt("timeoutMs", 1);
+  if (limits.diskMb !== undefined) positiveInt("diskMb", 1);
   for (const [k, v] of Object.entries(spec.env ?? {})) {
     if (!ENV_NAME.test(k)) fail(`env.${k}`, "is not a valid environment variable name");
     if (typeof v !== "string" || v.includes("\0")) fail(`env.${k}`, "must be a string without NUL");

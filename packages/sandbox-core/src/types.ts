@@ -18,6 +18,13 @@ export interface SandboxLimits {
   readonly procs: number;
   /** Upper bound for one request to the guest, ms. Enforced by the caller of the transport. */
   readonly timeoutMs: number;
+  /**
+   * What the guest's files may take, MiB: `/tmp` and a backend-made `/host` together (a
+   * caller's `scratchDir` is the caller's to bound). Past it writes fail with `ENOSPC`. On SOCK
+   * and Docker these files are tmpfs pages charged to the sandbox's memory, so `memoryMb` must
+   * leave room for them. Omitted: the backend's plain directories, unbounded.
+   */
+  readonly diskMb?: number;
 }
 
 export interface SandboxSpec {
@@ -62,7 +69,13 @@ export interface SandboxCapabilities {
   /** A paused sandbox's memory limit can shrink to what it uses. */
   readonly downsizePausedMemory: boolean;
   /** Which of the spec's limits are enforced by the kernel or engine. */
-  readonly limits: { readonly memory: boolean; readonly cpu: boolean; readonly procs: boolean };
+  readonly limits: {
+    readonly memory: boolean;
+    readonly cpu: boolean;
+    readonly procs: boolean;
+    /** `limits.diskMb` bounds `/tmp` and a backend-made `/host` (writes past it get ENOSPC). */
+    readonly disk?: boolean;
+  };
   readonly networkModes: readonly NetworkMode[];
   /** Each live sandbox's guest runs as a uid no other live sandbox has. */
   readonly uidPerSandbox?: boolean;

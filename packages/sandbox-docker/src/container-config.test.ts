@@ -76,6 +76,23 @@ describe("containerConfig", () => {
     expect(notOwned.Labels["org.openlambda.owned-scratch"]).toBeUndefined();
   });
 
+  it("gives /tmp an engine tmpfs of tmpMb, or binds the sandbox's disk dirs at /host and /tmp", () => {
+    expect(config.HostConfig.Tmpfs).toEqual({ "/tmp": "rw,nosuid,nodev,size=16m,mode=1777" });
+    const onDisk = containerConfig({
+      ...input,
+      ownedDir: "/w/docker-abc",
+      scratchDir: "/w/docker-abc/host",
+      tmpDir: "/w/docker-abc/tmp",
+    }) as unknown as Config;
+    expect(onDisk.HostConfig.Tmpfs).toBeUndefined();
+    expect(onDisk.HostConfig.Mounts.slice(1, 3)).toEqual([
+      { Type: "bind", Source: "/w/docker-abc/host", Target: "/host", ReadOnly: false },
+      { Type: "bind", Source: "/w/docker-abc/tmp", Target: "/tmp", ReadOnly: false },
+    ]);
+    // Force-cleanup removes the disk, host and tmp together.
+    expect(onDisk.Labels["org.openlambda.owned-scratch"]).toBe("/w/docker-abc");
+  });
+
   it("maps network modes, host by default", () => {
     expect(config.HostConfig.NetworkMode).toBe("host");
     const none = containerConfig({

@@ -21,14 +21,22 @@ export interface ContainerConfigInput {
   readonly spec: SandboxSpec;
   readonly sandboxId: string;
   readonly image: string;
+  /** Bound read-write at /host. */
   readonly scratchDir: string;
   /** Whether the backend made `scratchDir` (and so may delete it, even from force-cleanup). */
   readonly ownsScratch: boolean;
+  /**
+   * The directory the backend made and removes, when not `scratchDir` itself: the sandbox's
+   * disk (a host tmpfs) holding `scratchDir` and `tmpDir`. Labelled for force-cleanup.
+   */
+  readonly ownedDir?: string;
+  /** A host directory bound at /tmp (on the sandbox's disk); without it /tmp is a tmpfs of `tmpMb`. */
+  readonly tmpDir?: string;
   readonly workerId: string;
   readonly instanceId: string;
   /** `uid:gid` the guest runs as. */
   readonly user: string;
-  /** Size of the tmpfs at /tmp, MiB (charged to the sandbox's memory). */
+  /** Size of the engine's tmpfs at /tmp when there is no `tmpDir`, MiB (charged to the sandbox's memory). */
   readonly tmpMb: number;
 }
 
@@ -42,6 +50,7 @@ export function containerConfig(input: ContainerConfigInput): Record<string, unk
   const mounts: Record<string, unknown>[] = [
     bind(spec.codeDir, GUEST_CODE_PATH, true),
     bind(input.scratchDir, GUEST_SCRATCH_PATH, false),
+    ...(input.tmpDir ? [bind(input.tmpDir, "/tmp", false)] : []),
     ...Object.entries(spec.packages ?? {})
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, dir]) => bind(dir, `${GUEST_PACKAGES_PATH}/${name}`, true)),
@@ -57,7 +66,7 @@ export function containerConfig(input: ContainerConfigInput): Record<string, unk
     [LABEL_INSTANCE]: input.instanceId,
     [LABEL_SANDBOX]: input.sandboxId,
   };
-  if (input.ownsScratch) labels[LABEL_OWNED_SCRATCH] = input.scratchDir;
+  if (input.ownsScratch) labels[LABEL_OWNED_SCRATCH] = input.ownedDir ?? input.scratchDir;
   return {
     Image: input.image,
     // Reset any ENTRYPOINT of an operator's image: the spec's argv is the whole command.
@@ -79,7 +88,9 @@ export function containerConfig(input: ContainerConfigInput): Record<string, unk
       // The base is shared by every sandbox; like SOCK's read-only bind of the base, the guest
       // writes only to /host and /tmp.
       ReadonlyRootfs: true,
-      Tmpfs: { "/tmp": `rw,nosuid,nodev,size=${input.tmpMb}m,mode=1777` },
+      ...(input.tmpDir
+        ? {}
+        : { Tmpfs: { "/tmp": `rw,nosuid,nodev,size=${input.tmpMb}m,mode=1777` } }),
       // Swap equal to memory: the limit is a hard one, as on SOCK.
       Memory: memory,
       MemorySwap: memory,

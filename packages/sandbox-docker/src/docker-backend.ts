@@ -26,6 +26,7 @@ import { DockerSandbox, removeContainer, waitForExit } from "./docker-sandbox.js
 import { engineSocketPath } from "./engine-address.js";
 import { DockerEngine, type EngineVersion } from "./engine-client.js";
 import { DockerBaseImageError } from "./errors.js";
+import { canMountDisks, mountDisk, unmountDisk } from "./host-disk.js";
 import { LABEL_INSTANCE, labelFilter } from "./labels.js";
 import { demultiplexDockerStream } from "./stream-demux.js";
 
@@ -58,7 +59,10 @@ export interface DockerBackendOptions {
   readonly uidRange?: UidRange;
   /** How long a new guest may take to listen on /host/ol.sock; default 15 s. */
   readonly startTimeoutMs?: number;
-  /** Size of each sandbox's /tmp tmpfs, MiB (counts against its memory); default 16. */
+  /**
+   * Size of the /tmp tmpfs of a sandbox whose spec has no `limits.diskMb`, MiB (counts against
+   * its memory); default 16.
+   */
   readonly tmpMb?: number;
   /** Lines `logs()` returns (and a failed start quotes); default 200. */
   readonly logTailLines?: number;
@@ -91,7 +95,9 @@ export const DOCKER_CAPABILITIES: SandboxCapabilities = {
   fork: false,
   pause: true,
   downsizePausedMemory: false,
-  limits: { memory: true, cpu: true, procs: true },
+  // disk: as root, which alone can mount the tmpfs that bounds /host; a backend made by any
+  // other user says false.
+  limits: { memory: true, cpu: true, procs: true, disk: true },
   networkModes: ["host", "none"],
   uidPerSandbox: true,
 };
@@ -109,6 +115,10 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
   // Never 0: root in the container is one kernel bug from root outside.
   const uids = new UidAllocator(options.uidRange);
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
+  const capabilities: SandboxCapabilities = {
+    ...DOCKER_CAPABILITIES,
+    limits: { ...DOCKER_CAPABILITIES.limits, disk: canMountDisks() },
+  };
   const live = new Set<DockerSandbox>();
   const creating = new Set<Promise<unknown>>();
   let engine: DockerEngine | undefined;
@@ -169,8 +179,13 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
     const client = getEngine();
     const id = `docker-${randomBytes(6).toString("hex")}`;
     const ownsScratch = spec.scratchDir === undefined;
-    const scratchDir = spec.scratchDir ?? join(await getScratchRoot(), id);
-    await mkdir(scratchDir, { recursive: true });
+    const ownedDir = ownsScratch ? join(await getScratchRoot(), id) : undefined;
+    // With a disk limit, /host and /tmp are dirs in one host tmpfs of that size (root only).
+    const diskMb = spec.limits.diskMb;
+    const onDisk = ownedDir !== undefined && diskMb !== undefined && canMountDisks();
+    const scratchDir = spec.scratchDir ?? (onDisk ? join(ownedDir, "host") : (ownedDir as string));
+    const tmpDir = onDisk ? join(ownedDir as string, "tmp") : undefined;
+    await mkdir(ownedDir ?? scratchDir, { recursive: true });
     let containerId: string | undefined;
     const stopWatching = new AbortController();
     const uid = uids.take();
@@ -179,10 +194,17 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
       uids.release(uid);
       stopWatching.abort();
       if (containerId) await removeContainer(client, containerId).catch(() => {});
-      if (ownsScratch) await rm(scratchDir, { recursive: true, force: true }).catch(() => {});
+      if (ownedDir) {
+        await unmountDisk(ownedDir).catch(() => {});
+        await rm(ownedDir, { recursive: true, force: true }).catch(() => {});
+      }
     };
     try {
-      await prepareHostDirs(spec, scratchDir, ownsScratch, uid, gid);
+      if (onDisk) {
+        await mountDisk(ownedDir as string, diskMb as number);
+        await Promise.all([mkdir(scratchDir), mkdir(tmpDir as string)]);
+      }
+      await prepareHostDirs(spec, scratchDir, ownsScratch, uid, gid, tmpDir);
       const { body } = await client.json<{ Id: string }>({
         method: "POST",
         path: "/containers/create",
@@ -193,10 +215,13 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
           image,
           scratchDir,
           ownsScratch,
+          ...(ownedDir ? { ownedDir } : {}),
+          ...(tmpDir ? { tmpDir } : {}),
           workerId,
           instanceId,
           user: `${uid}:${gid}`,
-          tmpMb: options.tmpMb ?? 16,
+          // Without a disk of its own, the engine's /tmp holds the disk limit (or tmpMb).
+          tmpMb: diskMb ?? options.tmpMb ?? 16,
         }),
         what: `create container for ${id}`,
       });
@@ -232,8 +257,7 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
         emit: hub.emit,
         engine: client,
         containerId,
-        scratchDir,
-        ownsScratch,
+        ...(ownedDir ? { ownedDir } : {}),
         logTailLines: options.logTailLines ?? 200,
         exited,
         stopWatching,
@@ -253,12 +277,12 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
 
   return {
     name,
-    capabilities: DOCKER_CAPABILITIES,
+    capabilities,
     workerId,
     ready,
     on: (listener) => hub.on(listener),
     async create(spec: SandboxSpec, parent?: Sandbox): Promise<Sandbox> {
-      validateSpec(spec, DOCKER_CAPABILITIES);
+      validateSpec(spec, capabilities);
       if (parent) {
         throw new SandboxUnsupportedError(
           "the docker backend cannot create a sandbox from a parent (no fork)",
@@ -314,7 +338,10 @@ async function prepareHostDirs(
   ownsScratch: boolean,
   uid: number,
   gid: number,
+  tmpDir: string | undefined,
 ): Promise<void> {
+  // A /tmp on the sandbox's disk is the guest's alone, like its /host.
+  if (tmpDir) await chown(tmpDir, uid, gid);
   try {
     if (ownsScratch) await chown(scratchDir, uid, gid);
     else await handOverTree(scratchDir, uid, gid);

@@ -6,14 +6,15 @@ import {
   type SandboxStats,
 } from "@openlambda/sandbox-core";
 import { type DockerEngine, engineStatusOf } from "./engine-client.js";
+import { unmountDisk } from "./host-disk.js";
 import { type EngineStats, toSandboxStats } from "./stats.js";
 import { demultiplexDockerStream } from "./stream-demux.js";
 
 export interface DockerSandboxInit extends BaseSandboxInit {
   readonly engine: DockerEngine;
   readonly containerId: string;
-  readonly scratchDir: string;
-  readonly ownsScratch: boolean;
+  /** What the backend made for this sandbox (its scratch dir, or its disk): removed on destroy. */
+  readonly ownedDir?: string;
   readonly logTailLines: number;
   /** The engine's `/wait` long poll started right after the container started. */
   readonly exited: Promise<number>;
@@ -27,8 +28,7 @@ export interface DockerSandboxInit extends BaseSandboxInit {
 export class DockerSandbox extends BaseSandbox {
   readonly containerId: string;
   readonly #engine: DockerEngine;
-  readonly #scratchDir: string;
-  readonly #ownsScratch: boolean;
+  readonly #ownedDir: string | undefined;
   readonly #logTailLines: number;
   readonly #onGone: () => void;
   readonly #stopWatching: AbortController;
@@ -37,8 +37,7 @@ export class DockerSandbox extends BaseSandbox {
     super(init);
     this.containerId = init.containerId;
     this.#engine = init.engine;
-    this.#scratchDir = init.scratchDir;
-    this.#ownsScratch = init.ownsScratch;
+    this.#ownedDir = init.ownedDir;
     this.#logTailLines = init.logTailLines;
     this.#onGone = init.onGone;
     this.#stopWatching = init.stopWatching;
@@ -93,8 +92,11 @@ export class DockerSandbox extends BaseSandbox {
       // force: kill (SIGKILL, paused or not) and remove in one call; v: its anonymous volumes.
       await removeContainer(this.#engine, this.containerId);
     } finally {
-      if (this.#ownsScratch)
-        await rm(this.#scratchDir, { recursive: true, force: true }).catch(() => {});
+      if (this.#ownedDir) {
+        // The container is gone, so nothing holds its disk: unmounting frees its pages at once.
+        await unmountDisk(this.#ownedDir).catch(() => {});
+        await rm(this.#ownedDir, { recursive: true, force: true }).catch(() => {});
+      }
       this.#onGone();
     }
   }

@@ -4,6 +4,7 @@ import { SCRATCH_ROOT_PREFIX } from "./docker-backend.js";
 import { removeContainer } from "./docker-sandbox.js";
 import { engineSocketPath } from "./engine-address.js";
 import { DockerEngine } from "./engine-client.js";
+import { unmountDisk } from "./host-disk.js";
 import { LABEL_MANAGED, LABEL_OWNED_SCRATCH, LABEL_WORKER, labelFilter } from "./labels.js";
 
 export interface ForceCleanupOptions {
@@ -40,6 +41,8 @@ export async function forceCleanup(options: ForceCleanupOptions = {}): Promise<F
         const scratch = container.Labels?.[LABEL_OWNED_SCRATCH];
         // Only a dir shaped like one the backend makes: a label is not a licence to rm -rf.
         if (scratch && isAbsolute(scratch) && /^docker-[0-9a-f]+$/.test(basename(scratch))) {
+          // A sandbox with a disk limit: its dir is a tmpfs, unmounted first.
+          await unmountDisk(scratch);
           await rm(scratch, { recursive: true, force: true });
           scratchDirs++;
           const parent = dirname(scratch);

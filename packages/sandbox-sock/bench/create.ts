@@ -48,7 +48,8 @@ function sockSubject(backend: ReturnType<typeof sockBackend>, codeDir: string): 
     codeDir,
     runtime: "node",
     command: ["node", "/handler/guest.mjs"],
-    limits: { memoryMb: 128, cpuPercent: 100, procs: 32, timeoutMs: 10_000 },
+    // A disk limit like every lambda's (the worker's default disk_mb): a tmpfs per create.
+    limits: { memoryMb: 128, cpuPercent: 100, procs: 32, timeoutMs: 10_000, diskMb: 32 },
   };
   return {
     async firstAnswer() {

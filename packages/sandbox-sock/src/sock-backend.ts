@@ -31,6 +31,7 @@ import { locateHelper } from "./helper-binary.js";
 import { checkHost } from "./host-checks.js";
 import { readTail } from "./log-tail.js";
 import { locateReaper, type Reaper, startReaper } from "./reaper.js";
+import { DISK_DIR, mountDisk, unmountDisk } from "./sandbox-disk.js";
 import { SockSandbox } from "./sock-sandbox.js";
 import { sandboxesDir, workerTag } from "./worker-tag.js";
 
@@ -69,7 +70,7 @@ export const SOCK_CAPABILITIES: SandboxCapabilities = {
   fork: true,
   pause: true,
   downsizePausedMemory: true,
-  limits: { memory: true, cpu: true, procs: true },
+  limits: { memory: true, cpu: true, procs: true, disk: true },
   networkModes: ["host", "none"],
   uidPerSandbox: true,
 };
@@ -179,13 +180,16 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     const id = `sb-${randomBytes(5).toString("hex")}`;
     const stateDir = join(stateRoot, id);
     const ownScratch = spec.scratchDir === undefined;
-    const scratchDir = spec.scratchDir ?? join(stateDir, "scratch");
-    const tmpDir = join(stateDir, "tmp");
+    // With a disk limit, /host (when ours) and /tmp are made inside one tmpfs of that size.
+    const diskDir = spec.limits.diskMb === undefined ? undefined : join(stateDir, DISK_DIR);
+    const scratchDir = spec.scratchDir ?? join(diskDir ?? stateDir, "scratch");
+    const tmpDir = join(diskDir ?? stateDir, "tmp");
     const logPath = join(stateDir, "guest.log");
     let cgroup: SandboxCgroup | undefined;
     let child: ChildProcess | undefined;
     try {
       await mkdir(stateDir, { mode: 0o700 });
+      if (diskDir) await mountDisk(diskDir, spec.limits.diskMb as number);
       await Promise.all([
         guestDir(tmpDir, uid, gid),
         ownScratch ? guestDir(scratchDir, uid, gid) : handOverTree(scratchDir, uid, gid),
@@ -286,6 +290,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
           exited,
           cgroup,
           stateDir,
+          ...(diskDir ? { unmountDisk: () => unmountDisk(helper, diskDir) } : {}),
           logPath,
           memoryLimitBytes,
           downsizePausedMemory: features.downsizePausedMemory,
@@ -320,7 +325,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       hub.emit({ type: "created", sandboxId: id, ms });
       return sandbox;
     } catch (error) {
-      await undo(cgroup, child, stateDir);
+      await undo(cgroup, child, stateDir, diskDir ? () => unmountDisk(helper, diskDir) : undefined);
       if (!zygote) uids.release(uid);
       if (
         error instanceof SandboxCreateError ||
@@ -362,6 +367,7 @@ async function undo(
   cgroup: SandboxCgroup | undefined,
   child: ChildProcess | undefined,
   stateDir: string,
+  unmount?: (() => Promise<void>) | undefined,
 ): Promise<void> {
   if (cgroup) await cgroup.killAll(2000).catch(() => {});
   if (child && child.exitCode === null && child.signalCode === null) {
@@ -369,6 +375,8 @@ async function undo(
     child.kill("SIGKILL");
     await exit;
   }
+  // Before the cgroup goes: its files are uncharged from it, not left to its parent.
+  await unmount?.().catch(() => {});
   if (cgroup) await cgroup.remove().catch(() => {});
   await rm(stateDir, { recursive: true, force: true });
 }

@@ -20,6 +20,8 @@ export interface SockSandboxParts {
   readonly cgroup: SandboxCgroup;
   /** This sandbox's state directory (log, /tmp, scratch when the backend made it). */
   readonly stateDir: string;
+  /** Lazily unmounts the tmpfs its /host and /tmp are in, when it has a disk limit. */
+  readonly unmountDisk?: () => Promise<void>;
   readonly logPath: string;
   readonly memoryLimitBytes: number;
   readonly downsizePausedMemory: boolean;
@@ -132,6 +134,13 @@ export class SockSandbox extends BaseSandbox {
       if (!helperGone) {
         child.kill("SIGKILL");
         await exited;
+      }
+      // Its disk goes first, once no task can hold it: the tmpfs pages are then uncharged from
+      // this cgroup instead of moving to its parent (or staying with a cgroup the pool reuses).
+      if (killed && this.#parts.unmountDisk) {
+        await this.#parts.unmountDisk().catch((error: unknown) => {
+          log.warn({ sandboxId: this.id, err: error }, "unmounting the sandbox's disk failed");
+        });
       }
       await cgroup.remove().catch((error: unknown) => {
         log.warn({ sandboxId: this.id, err: error }, "removing the sandbox's cgroup failed");

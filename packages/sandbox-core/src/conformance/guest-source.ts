@@ -4,15 +4,17 @@
  * Kept as source text so that the suite can write it into any code dir, built or not.
  *
  * Routes: GET /ping, ANY /echo, GET /env?name=, GET /whoami, GET /counter, GET /alloc?mb=,
- * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /read?path=, GET /relink?target= (replaces its
- * own socket with a symbolic link to target and drops its connections), GET /cmdlines (every
- * process's command line it can read). With OL_CONFORMANCE_LINK_SOCKET=target it never listens:
+ * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /read?path=, GET /fill?path=&mb= (writes a
+ * file of mb MiB, says how much it wrote and why it stopped), GET /unlink?path=,
+ * GET /relink?target= (replaces its own socket with a symbolic link to target and drops its
+ * connections), GET /cmdlines (every process's command line it can read). With
+ * OL_CONFORMANCE_LINK_SOCKET=target it never listens:
  * it puts a link to target where its socket belongs, as a guest attacking the worker would.
  */
 export const CONFORMANCE_GUEST_SOURCE = `
 import { createServer } from "node:http";
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeSync } from "node:fs";
 
 export function start(options = {}) {
   const socketPath = options.socketPath ?? process.env.OL_GUEST_SOCKET ?? "/host/ol.sock";
@@ -96,6 +98,28 @@ export function start(options = {}) {
           } catch (e) {
             json(200, { ok: false, code: e.code });
           }
+          return;
+        case "/fill": {
+          const mb = Number(q("mb") ?? "1");
+          const chunk = Buffer.alloc(1024 * 1024, 7);
+          let written = 0;
+          let code = null;
+          let fd;
+          try {
+            fd = openSync(q("path") ?? "", "w");
+            while (written < mb * chunk.length) written += writeSync(fd, chunk);
+            fsyncSync(fd);
+          } catch (e) {
+            code = e.code ?? String(e);
+          } finally {
+            if (fd !== undefined) try { closeSync(fd); } catch (e) { code ??= e.code; }
+          }
+          json(200, { writtenMb: written / chunk.length, code });
+          return;
+        }
+        case "/unlink":
+          rmSync(q("path") ?? "", { force: true });
+          json(200, { removed: true });
           return;
         case "/relink":
           rmSync(socketPath, { force: true });

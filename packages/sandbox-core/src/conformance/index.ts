@@ -16,6 +16,7 @@ export type ConformanceCheck =
   | "pause-freezes"
   | "memory-limit"
   | "procs-limit"
+  | "disk-limit"
   | "network-none"
   | "unprivileged-guest"
   | "stats-memory"
@@ -361,6 +362,39 @@ export function runSandboxConformance(options: ConformanceOptions): void {
           expect(result.started).toBeLessThan(24);
           // The guest survives hitting the limit.
           expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    check(
+      "disk-limit",
+      (b) => b.capabilities.limits.disk === true,
+      "refuses writes past the disk limit into /tmp and /host together with ENOSPC, and keeps serving",
+      async () => {
+        const diskMb = 16;
+        const sandbox = await backend.create(spec({ limits: { ...spec().limits, diskMb } }));
+        type Fill = { writtenMb: number; code: string | null };
+        const fill = (path: string) =>
+          getJson<Fill>(sandbox, `/fill?path=${path}&mb=${2 * diskMb}`);
+        const full = (r: Fill) => r.code === "ENOSPC" || r.code === "EDQUOT";
+        try {
+          for (const dir of ["/tmp", "/host"]) {
+            const r = await fill(`${dir}/fill`);
+            expect(full(r), `${dir}: ${JSON.stringify(r)}`).toBe(true);
+            expect(r.writtenMb).toBeLessThanOrEqual(diskMb);
+            // Stopped by the limit, not by anything much smaller.
+            expect(r.writtenMb).toBeGreaterThan(diskMb / 2);
+            await get(sandbox, `/unlink?path=${dir}/fill`);
+          }
+          // One budget for both: with /tmp full, /host has next to no room left.
+          expect(full(await fill("/tmp/fill"))).toBe(true);
+          const host = await fill("/host/fill");
+          expect(full(host)).toBe(true);
+          expect(host.writtenMb).toBeLessThan(diskMb / 2);
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+          expect(sandbox.state).toBe("running");
         } finally {
           await sandbox.destroy();
         }
