@@ -46,6 +46,7 @@ export interface LambdaConfig {
     readonly cpuPercent?: number;
     readonly procs?: number;
     readonly runtimeSec?: number;
+    readonly diskMb?: number;
   };
   readonly network?: "egress" | "host" | "none";
 }

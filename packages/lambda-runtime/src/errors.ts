@@ -57,7 +57,7 @@ export class ArchiveTooLargeError extends defineOlError(
 export class InvalidLambdaConfigError extends defineOlError(
   "OL_INVALID_LAMBDA_CONFIG",
   400,
-  "A lambda's ol.yaml is invalid; the message names the key.",
+  "A lambda's ol.yaml is invalid, or asks for a limit over the worker's maximum; the message names the key.",
 ) {}
 
 export class InvalidWorkerConfigError extends defineOlError(

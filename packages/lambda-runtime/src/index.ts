@@ -13,7 +13,12 @@ export type {
 } from "./contracts.js";
 export * from "./errors.js";
 export { createGuestHandler, loadHandler } from "./guest/node-guest.js";
-export { allowedMethods, DEFAULT_LAMBDA_CONFIG, parseLambdaConfig } from "./lambda-config.js";
+export {
+  allowedMethods,
+  DEFAULT_LAMBDA_CONFIG,
+  type LimitMaxima,
+  parseLambdaConfig,
+} from "./lambda-config.js";
 export { SandboxedInstance } from "./manager/instance.js";
 export { LambdaFunction } from "./manager/lambda-function.js";
 export { LambdaManager, type LambdaManagerOptions } from "./manager/lambda-manager.js";
@@ -45,6 +50,7 @@ export {
 export { assertLambdaName } from "./registry/names.js";
 export { extractTarGz, safePath } from "./registry/tar-extract.js";
 export { nodeGuestRuntimeDir } from "./runtime-paths.js";
+export { lambdaLimitMaxima } from "./sandbox-limits.js";
 export {
   applyOverrides,
   defaultWorkerConfig,

@@ -13,6 +13,16 @@ const LIMIT_KEYS: Record<string, keyof LambdaConfig["limits"]> = {
   procs: "procs",
   timeout: "runtimeSec",
   runtime_sec: "runtimeSec",
+  disk: "diskMb",
+  disk_mb: "diskMb",
+};
+
+/**
+ * The most a lambda may ask for, per limit, and the worker config key that says so. Checked
+ * when ol.yaml is read, so an upload over them is refused before anything is stored.
+ */
+export type LimitMaxima = {
+  readonly [K in keyof LambdaConfig["limits"]]?: { readonly max: number; readonly key: string };
 };
 
 export const DEFAULT_LAMBDA_CONFIG: LambdaConfig = {
@@ -22,8 +32,11 @@ export const DEFAULT_LAMBDA_CONFIG: LambdaConfig = {
   limits: {},
 };
 
-/** Parses a lambda's `ol.yaml` (OpenLambda's keys, plus `limits` and `network`). */
-export function parseLambdaConfig(text: string | undefined): LambdaConfig {
+/**
+ * Parses a lambda's `ol.yaml` (OpenLambda's keys, plus `limits` and `network`); with `maxima`,
+ * a limit over the worker's maximum is refused naming the key, the value and the maximum.
+ */
+export function parseLambdaConfig(text: string | undefined, maxima?: LimitMaxima): LambdaConfig {
   if (text === undefined || text.trim() === "") return DEFAULT_LAMBDA_CONFIG;
   let doc: unknown;
   try {
@@ -94,6 +107,12 @@ export function parseLambdaConfig(text: string | undefined): LambdaConfig {
         fail(`limits.${k}`, `is not a known limit (use ${Object.keys(LIMIT_KEYS).join(", ")})`);
       if (!Number.isInteger(v) || (v as number) < 1)
         fail(`limits.${k}`, "must be a positive integer");
+      const bound = maxima?.[target as keyof LimitMaxima];
+      if (bound && (v as number) > bound.max)
+        fail(
+          `limits.${k}`,
+          `is ${v as number}, over the worker's maximum of ${bound.max} (config ${bound.key})`,
+        );
       limits[target as keyof typeof limits] = v as number;
     }
   }

@@ -16,6 +16,22 @@ describe("worker config", () => {
     });
   });
 
+  it("has a disk default and maxima for what a lambda may ask", () => {
+    expect(parseWorkerConfig({}, "/srv/ol").limits).toMatchObject({
+      disk_mb: 32,
+      max_mem_mb: 1024,
+      max_cpu_percent: 400,
+      max_procs: 256,
+      max_runtime_sec: 900,
+      max_disk_mb: 512,
+    });
+    const base = defaultWorkerConfig("/srv/ol");
+    expect(applyOverrides(base, ["limits.max_mem_mb=4096"]).limits.max_mem_mb).toBe(4096);
+    expect(() => applyOverrides(base, ["limits.max_disk_mb=8"])).toThrow(
+      /limits.disk_mb is 32, over limits.max_disk_mb \(8\)/,
+    );
+  });
+
   it("merges nested keys and resolves a relative registry against the worker dir", () => {
     const config = parseWorkerConfig({ registry: "lambdas", limits: { mem_mb: 64 } }, "/srv/ol");
     expect(config.registry).toBe("/srv/ol/lambdas");
@@ -24,7 +40,14 @@ describe("worker config", () => {
 
   it.each([
     [{ colour: "red" }, /unknown key colour/],
-    [{ limits: { disk_mb: 5 } }, /unknown key limits.disk_mb/],
+    [{ limits: { quota_mb: 5 } }, /unknown key limits.quota_mb/],
+    [{ limits: { max_disk_mb: 0 } }, /limits.max_disk_mb must be a positive integer/],
+    [{ limits: { mem_mb: 2048 } }, /limits.mem_mb is 2048, over limits.max_mem_mb \(1024\)/],
+    [{ limits: { max_mem_mb: 100 } }, /limits.node_mem_mb is 128, over limits.max_mem_mb \(100\)/],
+    [{ limits: { max_procs: 16 } }, /limits.node_procs is 32, over limits.max_procs \(16\)/],
+    [{ limits: { cpu_percent: 401 } }, /limits.cpu_percent is 401, over limits.max_cpu_percent/],
+    [{ limits: { runtime_sec: 901 } }, /limits.runtime_sec is 901, over limits.max_runtime_sec/],
+    [{ limits: { disk_mb: 513 } }, /limits.disk_mb is 513, over limits.max_disk_mb \(512\)/],
     [{ worker_port: 70000 }, /worker_port must be a port number/],
     [{ sandbox: "vm" }, /sandbox must be one of sock, docker/],
     [{ features: { enable_seccomp: "yes" } }, /features.enable_seccomp must be true or false/],

@@ -39,6 +39,17 @@ export interface WorkerConfig {
     node_procs: number;
     cpu_percent: number;
     runtime_sec: number;
+    /**
+     * What a sandbox's /tmp and /host may hold together, MiB. They are tmpfs: each lambda's
+     * memory limit (and its share of the pool) grows by this much.
+     */
+    disk_mb: number;
+    /** The most a lambda's ol.yaml may ask for; uploads over them are refused. */
+    max_mem_mb: number;
+    max_cpu_percent: number;
+    max_procs: number;
+    max_runtime_sec: number;
+    max_disk_mb: number;
   };
   installer_limits: { procs: number; mem_mb: number; cpu_percent: number; runtime_sec: number };
   /** pip's index URL for requirements.txt: "" for pip's default (PyPI), "none" for no index. */
@@ -83,6 +94,12 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
       node_procs: 32,
       cpu_percent: 100,
       runtime_sec: 30,
+      disk_mb: 32,
+      max_mem_mb: 1024,
+      max_cpu_percent: 400,
+      max_procs: 256,
+      max_runtime_sec: 900,
+      max_disk_mb: 512,
     },
     installer_limits: { procs: 64, mem_mb: 1024, cpu_percent: 100, runtime_sec: 300 },
     pip_index: "",
@@ -122,6 +139,12 @@ const RULES: Record<string, Rule> = {
   "limits.node_procs": "posint",
   "limits.cpu_percent": "posint",
   "limits.runtime_sec": "posint",
+  "limits.disk_mb": "posint",
+  "limits.max_mem_mb": "posint",
+  "limits.max_cpu_percent": "posint",
+  "limits.max_procs": "posint",
+  "limits.max_runtime_sec": "posint",
+  "limits.max_disk_mb": "posint",
   "installer_limits.procs": "posint",
   "installer_limits.mem_mb": "posint",
   "installer_limits.cpu_percent": "posint",
@@ -142,6 +165,18 @@ const RULES: Record<string, Rule> = {
 /** 2^32 - 1 means "no uid" to the kernel. */
 const LAST_UID = 4_294_967_294;
 
+/** Each worker default and the maximum that bounds it (and every lambda's own value). */
+const BOUNDED: readonly (readonly [keyof WorkerConfig["limits"], keyof WorkerConfig["limits"]])[] =
+  [
+    ["mem_mb", "max_mem_mb"],
+    ["node_mem_mb", "max_mem_mb"],
+    ["cpu_percent", "max_cpu_percent"],
+    ["procs", "max_procs"],
+    ["node_procs", "max_procs"],
+    ["runtime_sec", "max_runtime_sec"],
+    ["disk_mb", "max_disk_mb"],
+  ];
+
 /** Checks that need more than one key at a time. */
 function checkTogether(config: WorkerConfig): WorkerConfig {
   const { first, count } = config.sandbox_uids;
@@ -149,6 +184,15 @@ function checkTogether(config: WorkerConfig): WorkerConfig {
     throw new InvalidWorkerConfigError(
       `config: sandbox_uids.first + sandbox_uids.count - 1 must be at most ${LAST_UID} (got ${first} + ${count})`,
     );
+  }
+  for (const [key, maxKey] of BOUNDED) {
+    const value = config.limits[key];
+    const max = config.limits[maxKey];
+    if (value > max) {
+      throw new InvalidWorkerConfigError(
+        `config: limits.${key} is ${value}, over limits.${maxKey} (${max})`,
+      );
+    }
   }
   return config;
 }

@@ -7,6 +7,7 @@ import {
   applyOverrides,
   DirectoryRegistry,
   LambdaManager,
+  lambdaLimitMaxima,
   type WorkerConfig,
 } from "@openlambda/lambda-runtime";
 import { request } from "undici";
@@ -70,6 +71,8 @@ async function foreground(
     dir: config.registry,
     codeCacheDir: layout.code,
     cacheMs: config.registry_cache_ms,
+    // ol.yaml limits over limits.max_* are refused at upload and when first read.
+    limitMaxima: lambdaLimitMaxima(config),
     logger: logger.child({ component: "registry" }),
   });
   await registry.init();

@@ -52,13 +52,15 @@ await describeBackends("capacity", (backend) => {
   describe("the memory pool", () => {
     let w: Worker;
     beforeAll(async () => {
-      // Room for two 128 MiB Node sandboxes, not three; the headroom (a tenth) stays free.
+      // Room for two 128 MiB Node sandboxes (96 MiB and a 32 MiB disk, which is memory too),
+      // not three; the headroom (a tenth) stays free.
       // No zygotes (pre-started runtimes): the pool then holds only the lambdas' sandboxes.
       w = await Worker.start({
         backend,
         options: [
           "mem_pool_mb=300",
-          "limits.node_mem_mb=128",
+          "limits.node_mem_mb=96",
+          "limits.disk_mb=32",
           "pause_idle_ms=2000",
           "features.import_cache=",
         ],

@@ -196,9 +196,12 @@ exports.f = async () => { now++; most = Math.max(most, now); await new Promise((
   });
 
   it("queues a create while the memory pool is full, and evicts paused sandboxes first", async () => {
-    await start({ mem_pool_mb: 256, limits: { node_mem_mb: 128 }, pause_idle_ms: 10 });
+    // 96 + a 32 MiB disk: 128 MiB a sandbox, two of them fill the pool.
+    await start({ mem_pool_mb: 256, limits: { node_mem_mb: 96, disk_mb: 32 }, pause_idle_ms: 10 });
     for (const n of ["a", "b", "c"]) await lambda(n, { "f.js": SLOW });
     await text(await manager.invoke("a", req('{"ms": 1}')));
+    // The pool holds a sandbox's memory and its disk (tmpfs, charged to the same cgroup).
+    expect(manager.pool.usedMb).toBe(96 + 32);
     await sleep(60); // a is paused
     const b = manager.invoke("b", req('{"ms": 400}')).then(text);
     await sleep(50);
@@ -212,7 +215,11 @@ exports.f = async () => { now++; most = Math.max(most, now); await new Promise((
   });
 
   it("waits for memory instead of failing when every sandbox is busy", async () => {
-    await start({ mem_pool_mb: 128, limits: { node_mem_mb: 128 }, pause_idle_ms: 1000 });
+    await start({
+      mem_pool_mb: 128,
+      limits: { node_mem_mb: 96, disk_mb: 32 },
+      pause_idle_ms: 1000,
+    });
     await lambda("one", { "f.js": SLOW });
     await lambda("two", { "f.js": SLOW });
     const one = manager.invoke("one", req('{"ms": 300}')).then(text);

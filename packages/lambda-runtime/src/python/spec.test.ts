@@ -28,7 +28,14 @@ describe("pythonSpec", () => {
     // The worker's default network, when ol.yaml names none.
     expect(spec.network).toBe("egress");
     expect(spec.command).toEqual([...PYTHON_COMMAND]);
-    expect(spec.limits).toEqual({ memoryMb: 50, cpuPercent: 100, procs: 10, timeoutMs: 30_000 });
+    // OpenLambda's 50 MiB plus the default 32 MiB disk, which is tmpfs charged to the sandbox.
+    expect(spec.limits).toEqual({
+      memoryMb: 50 + 32,
+      cpuPercent: 100,
+      procs: 10,
+      timeoutMs: 30_000,
+      diskMb: 32,
+    });
     expect(spec.packages).toEqual({
       "ol-runtime": "/rt",
       "requests-2.31.0": "/w/pip/requests-2.31.0",
@@ -41,10 +48,10 @@ describe("pythonSpec", () => {
 
   it("lets ol.yaml override limits and add env (OL_* entry variables included)", () => {
     const config = parseLambdaConfig(
-      "environment:\n  OL_ENTRY_FILE: web.py\n  A: b\nlimits:\n  memory: 80\n  procs: 4\n  timeout: 2\n",
+      "environment:\n  OL_ENTRY_FILE: web.py\n  A: b\nlimits:\n  memory: 80\n  procs: 4\n  timeout: 2\n  disk: 8\n",
     );
     const spec = pythonSpec(code(config), defaultWorkerConfig("/w"), "/rt", undefined, "egress");
-    expect(spec.limits).toMatchObject({ memoryMb: 80, procs: 4, timeoutMs: 2000 });
+    expect(spec.limits).toMatchObject({ memoryMb: 88, procs: 4, timeoutMs: 2000, diskMb: 8 });
     expect(spec.env).toMatchObject({ OL_ENTRY_FILE: "web.py", A: "b", OL_PACKAGES: "" });
   });
 });

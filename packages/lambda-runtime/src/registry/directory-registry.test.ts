@@ -8,7 +8,9 @@ import {
   InvalidLambdaNameError,
   LambdaNotFoundError,
 } from "../errors.js";
+import { lambdaLimitMaxima } from "../sandbox-limits.js";
 import { tarGz, tempDir, writeTree } from "../testing/fixtures.js";
+import { parseWorkerConfig } from "../worker-config.js";
 import { DirectoryRegistry } from "./directory-registry.js";
 
 async function* once(buf: Buffer): AsyncGenerator<Uint8Array> {
@@ -77,6 +79,57 @@ describe("DirectoryRegistry", () => {
     expect((await registry.get("app")).version).toBe(version);
     expect((await readdir(join(root, "reg"))).sort()).toEqual(["app.tar.gz"]);
     expect((await readdir(join(root, "code"))).sort()).toEqual(["app"]);
+  });
+
+  describe("with the worker's limit maxima", () => {
+    const huge = "limits:\n  memory: 1048576\n  cpu: 100000\n  timeout: 94608000\n";
+    let bounded: DirectoryRegistry;
+    beforeEach(async () => {
+      bounded = new DirectoryRegistry({
+        dir: join(root, "reg"),
+        codeCacheDir: join(root, "code"),
+        cacheMs: 100,
+        limitMaxima: lambdaLimitMaxima(parseWorkerConfig({}, root)),
+      });
+      await bounded.init();
+    });
+
+    it("refuses an upload over a maximum, naming it, and keeps serving the previous version", async () => {
+      const ok = await tarGz({
+        "f.js": "exports.f = () => 1;",
+        "ol.yaml": "limits:\n  memory: 1024\n",
+      });
+      const { version } = await bounded.upload("app", once(ok));
+      const error = await bounded
+        .upload("app", once(await tarGz({ "f.js": "exports.f = () => 2;", "ol.yaml": huge })))
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(InvalidLambdaConfigError);
+      expect((error as Error).message).toBe(
+        "ol.yaml: limits.memory is 1048576, over the worker's maximum of 1024 (config limits.max_mem_mb)",
+      );
+      const code = await bounded.get("app");
+      expect(code.version).toBe(version);
+      expect(code.config.limits).toEqual({ memMb: 1024 });
+      expect(await readdir(join(root, "reg"))).toEqual(["app.tar.gz"]);
+      expect(await readdir(join(root, "code", "app"))).toHaveLength(1);
+    });
+
+    it("refuses a registry dir or archive over a maximum when it is first read", async () => {
+      await writeTree(join(root, "reg", "plain"), {
+        "f.js": "exports.f = () => 1;",
+        "ol.yaml": huge,
+      });
+      await expect(bounded.get("plain")).rejects.toThrow(/limits.memory is 1048576/);
+      await writeFile(
+        join(root, "reg", "dropped.tar.gz"),
+        await tarGz({ "f.js": "exports.f = () => 1;", "ol.yaml": "limits:\n  disk: 513\n" }),
+      );
+      await expect(bounded.get("dropped")).rejects.toThrow(
+        "ol.yaml: limits.disk is 513, over the worker's maximum of 512 (config limits.max_disk_mb)",
+      );
+      // The registry without maxima (a library user's) takes both.
+      expect((await registry.get("plain")).config.limits.memMb).toBe(1048576);
+    });
   });
 
   it("an archive replaced on disk becomes a new version after the cache window", async () => {

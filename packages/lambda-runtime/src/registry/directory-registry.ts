@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type Logger, silentLogger } from "@openlambda/sandbox-core";
 import type { LambdaConfig, RegistryApi } from "../contracts.js";
 import { ArchiveTooLargeError, BadArchiveError, LambdaNotFoundError } from "../errors.js";
-import { parseLambdaConfig } from "../lambda-config.js";
+import { type LimitMaxima, parseLambdaConfig } from "../lambda-config.js";
 import { compileTypeScript } from "../prepare/typescript.js";
 import { parseRequirements } from "../python/requirements.js";
 import { type CodeLease, CodeStore, type CodeStoreEvent } from "./code-store.js";
@@ -22,6 +22,11 @@ export interface DirectoryRegistryOptions {
   readonly maxArchiveBytes?: number;
   readonly maxExtractedBytes?: number;
   readonly maxEntries?: number;
+  /**
+   * The worker's bounds on ol.yaml limits (`lambdaLimitMaxima(config)`): an upload over them
+   * is refused, and so is a lambda whose stored ol.yaml is over them when it is first read.
+   */
+  readonly limitMaxima?: LimitMaxima;
   /** Told when a code directory could not be removed. */
   readonly logger?: Logger;
 }
@@ -57,7 +62,8 @@ const ENTRY_FILES = ["f.js", "f.mjs", "f.cjs", "f.ts", "f.py"];
  * Changes to a name (commit of an upload or a refresh, delete) run one at a time per name.
  */
 export class DirectoryRegistry implements RegistryApi {
-  readonly #opts: Required<DirectoryRegistryOptions>;
+  readonly #opts: Required<Omit<DirectoryRegistryOptions, "limitMaxima">> &
+    Pick<DirectoryRegistryOptions, "limitMaxima">;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inflight = new Map<string, Promise<LambdaCode | undefined>>();
   /** The tail of each name's queue of changes. */
@@ -169,7 +175,7 @@ export class DirectoryRegistry implements RegistryApi {
         maxEntries: this.#opts.maxEntries,
       });
       // Parsing ol.yaml and compiling TypeScript now refuse a bad lambda at upload, not at first call.
-      const config = parseLambdaConfig(await readOptional(join(tmpDir, "ol.yaml")));
+      const config = this.#parseConfig(await readOptional(join(tmpDir, "ol.yaml")));
       await assertHasEntry(tmpDir, config.environment);
       const requirements = await readOptional(join(tmpDir, "requirements.txt"));
       if (requirements !== undefined) parseRequirements(requirements, name);
@@ -225,6 +231,10 @@ export class DirectoryRegistry implements RegistryApi {
       await handle.close();
     }
     if (total === 0) throw new BadArchiveError("archive: the upload is empty");
+  }
+
+  #parseConfig(text: string | undefined): LambdaConfig {
+    return parseLambdaConfig(text, this.#opts.limitMaxima);
   }
 
   /** Runs `change` after every earlier change of `name` has finished. */
@@ -315,7 +325,7 @@ export class DirectoryRegistry implements RegistryApi {
    */
   async #fromDirectory(name: string, dir: string, sourceKey: string): Promise<CodeLease> {
     const version = createHash("sha256").update(sourceKey).digest("hex").slice(0, 16);
-    const config = parseLambdaConfig(await readOptional(join(dir, "ol.yaml")));
+    const config = this.#parseConfig(await readOptional(join(dir, "ol.yaml")));
     const live = this.#store.find(name, version);
     const held = live && this.#store.tryHold(live);
     if (held) return held;
@@ -346,7 +356,7 @@ export class DirectoryRegistry implements RegistryApi {
         maxEntries: this.#opts.maxEntries,
       });
       await compileTypeScript(tmpDir);
-      const config = parseLambdaConfig(await readOptional(join(tmpDir, "ol.yaml")));
+      const config = this.#parseConfig(await readOptional(join(tmpDir, "ol.yaml")));
       return await this.#settle(name, version, tmpDir, config);
     } finally {
       await rm(tmpDir, { recursive: true, force: true });

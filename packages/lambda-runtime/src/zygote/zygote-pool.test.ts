@@ -102,4 +102,19 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
     expect(manager.stats()["zygote.hits.root"]).toBeUndefined();
     expect(readyCount()).toBe(3);
   });
+
+  it("does not give a ready runtime to a lambda with a disk of its own, even one the same size in all", async () => {
+    await start({ packages: [] });
+    await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
+    // 96 + 64 is the ready runtimes' 128 + 32: the same memory limit, another disk.
+    await writeTree(join(root, "registry", "disky"), {
+      "f.js": "exports.f = () => 1;",
+      "ol.yaml": "limits:\n  memory: 96\n  disk: 64\n",
+    });
+    await text(
+      await manager.invoke("disky", { method: "POST", path: "/", headers: {}, body: null }),
+    );
+    expect(manager.stats()["zygote.hits.root"]).toBeUndefined();
+    expect(readyCount()).toBe(3);
+  });
 });

@@ -193,7 +193,8 @@ export class ZygotePool {
       l.memoryMb === z.memoryMb &&
       l.cpuPercent === z.cpuPercent &&
       l.procs === z.procs &&
-      l.timeoutMs === z.timeoutMs
+      l.timeoutMs === z.timeoutMs &&
+      l.diskMb === z.diskMb
     );
   }
 
