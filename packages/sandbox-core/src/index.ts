@@ -38,8 +38,9 @@ export { handOverTree, makeReadableByGuest } from "./host-dirs.js";
 export { type Logger, silentLogger } from "./logger.js";
 export { pickBackend } from "./pick-backend.js";
 export { BaseSandbox, type BaseSandboxInit } from "./sandbox-base.js";
-export { DEFAULT_LIMITS, validateSpec } from "./spec.js";
+export { DEFAULT_LIMITS, validateCpuGroup, validateSpec } from "./spec.js";
 export {
+  type CpuGroup,
   type DestroyReason,
   GUEST_CODE_PATH,
   GUEST_PACKAGES_PATH,

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  InvalidSpecError,
   SandboxDeadError,
   SandboxPauseError,
   SandboxUnpauseError,
@@ -13,7 +14,7 @@ import {
 import { GuestSocket } from "./guest-socket.js";
 import { guestClient } from "./guest-transport.js";
 import { BaseSandbox } from "./sandbox-base.js";
-import type { SandboxEvent, SandboxStats } from "./types.js";
+import type { CpuGroup, SandboxEvent, SandboxStats } from "./types.js";
 
 /** A sandbox whose hooks are scripted by the test, over a real unix-socket HTTP server. */
 class ScriptedSandbox extends BaseSandbox {
@@ -21,6 +22,7 @@ class ScriptedSandbox extends BaseSandbox {
   failPause = false;
   failUnpause = false;
   pauseDelayMs = 0;
+  canJoin = false;
 
   protected async doPause() {
     this.calls.push("pause");
@@ -39,6 +41,10 @@ class ScriptedSandbox extends BaseSandbox {
   }
   protected async doLogs() {
     return "log";
+  }
+  protected override async doJoinCpuGroup(group: CpuGroup) {
+    if (!this.canJoin) return super.doJoinCpuGroup(group);
+    this.calls.push(`join:${group.name}`);
   }
   crash() {
     return this.died("crashed");
@@ -153,5 +159,25 @@ describe("BaseSandbox lifecycle rules", () => {
 
   it("rejects fork on a backend without it", async () => {
     await expect(sandbox.fork(sandbox.spec)).rejects.toBeInstanceOf(SandboxUnsupportedError);
+  });
+
+  it("rejects joinCpuGroup on a backend without it, and the spec names no group", async () => {
+    await expect(sandbox.joinCpuGroup({ name: "f", cpuPercent: 100 })).rejects.toBeInstanceOf(
+      SandboxUnsupportedError,
+    );
+    expect(sandbox.spec.cpuGroup).toBeUndefined();
+  });
+
+  it("joins a CPU group once: the spec shows it, a second join and a bad group are refused", async () => {
+    sandbox.canJoin = true;
+    await expect(sandbox.joinCpuGroup({ name: "..", cpuPercent: 100 })).rejects.toThrow(
+      /cpuGroup\.name/,
+    );
+    await sandbox.joinCpuGroup({ name: "lambda-a", cpuPercent: 150 });
+    expect(sandbox.spec.cpuGroup).toEqual({ name: "lambda-a", cpuPercent: 150 });
+    await expect(sandbox.joinCpuGroup({ name: "lambda-b", cpuPercent: 100 })).rejects.toThrow(
+      InvalidSpecError,
+    );
+    expect(sandbox.calls).toEqual(["join:lambda-a"]);
   });
 });

@@ -1,11 +1,14 @@
 import { Dispatcher } from "undici";
 import {
+  InvalidSpecError,
   SandboxDeadError,
   SandboxPauseError,
   SandboxUnpauseError,
   SandboxUnsupportedError,
 } from "./errors.js";
+import { validateCpuGroup } from "./spec.js";
 import type {
+  CpuGroup,
   DestroyReason,
   Sandbox,
   SandboxEvent,
@@ -33,10 +36,10 @@ export interface BaseSandboxInit {
  */
 export abstract class BaseSandbox implements Sandbox {
   readonly id: string;
-  readonly spec: SandboxSpec;
   readonly dispatcher: Dispatcher;
   readonly dead: Promise<DestroyReason>;
 
+  #spec: SandboxSpec;
   #state: SandboxState = "running";
   #deathReason: DestroyReason | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -47,13 +50,18 @@ export abstract class BaseSandbox implements Sandbox {
 
   constructor(init: BaseSandboxInit) {
     this.id = init.id;
-    this.spec = init.spec;
+    this.#spec = init.spec;
     this.#transport = init.transport;
     this.#emit = init.emit;
     this.dispatcher = new GuardedDispatcher(this, init.transport);
     this.dead = new Promise((resolve) => {
       this.#resolveDead = resolve;
     });
+  }
+
+  /** The spec it was made with; `cpuGroup` as it is now (a joined group shows). */
+  get spec(): SandboxSpec {
+    return this.#spec;
   }
 
   get state(): SandboxState {
@@ -73,6 +81,14 @@ export abstract class BaseSandbox implements Sandbox {
   protected doFork(_spec: SandboxSpec): Promise<Sandbox> {
     return Promise.reject(
       new SandboxUnsupportedError(`sandbox ${this.id}: this backend cannot fork sandboxes`),
+    );
+  }
+
+  protected doJoinCpuGroup(_group: CpuGroup): Promise<void> {
+    return Promise.reject(
+      new SandboxUnsupportedError(
+        `sandbox ${this.id}: this backend cannot move sandboxes into CPU groups`,
+      ),
     );
   }
 
@@ -128,6 +144,19 @@ export abstract class BaseSandbox implements Sandbox {
 
   fork(spec: SandboxSpec): Promise<Sandbox> {
     return this.#serial(() => this.doFork(spec));
+  }
+
+  joinCpuGroup(group: CpuGroup): Promise<void> {
+    return this.#serial(async () => {
+      const current = this.#spec.cpuGroup;
+      if (current)
+        throw new InvalidSpecError(
+          `sandbox ${this.id}: already in CPU group ${current.name}; a sandbox joins one group once`,
+        );
+      validateCpuGroup(group);
+      await this.doJoinCpuGroup(group);
+      this.#spec = { ...this.#spec, cpuGroup: group };
+    });
   }
 
   stats(): Promise<SandboxStats> {

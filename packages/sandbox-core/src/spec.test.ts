@@ -30,10 +30,29 @@ describe("validateSpec", () => {
     ["network", { network: "bridge" }],
     ["packages.\\.\\.", { packages: { "..": "/p" } }],
     ["role", { role: "root" }],
+    ["cpuGroup\\.name", { cpuGroup: { name: "a/b", cpuPercent: 100 } }],
+    ["cpuGroup\\.name", { cpuGroup: { name: "..", cpuPercent: 100 } }],
+    ["cpuGroup\\.name", { cpuGroup: { name: "x".repeat(129), cpuPercent: 100 } }],
+    ["cpuGroup\\.cpuPercent", { cpuGroup: { name: "f", cpuPercent: 0 } }],
+    ["cpuGroup\\.cpuPercent", { cpuGroup: { name: "f", cpuPercent: 12.5 } }],
+    ["cpuGroup", { cpuGroup: null }],
   ])("names %s when it is wrong", (field, patch) => {
     const spec = { ...good, ...patch } as unknown as SandboxSpec;
     expect(() => validateSpec(spec)).toThrow(InvalidSpecError);
     expect(() => validateSpec(spec)).toThrow(new RegExp(`invalid sandbox spec: ${field} `));
+  });
+
+  it("accepts a CPU group on a backend that enforces one, refuses it on one that does not", () => {
+    const spec = { ...good, cpuGroup: { name: "my_lambda-1.2", cpuPercent: 250 } };
+    expect(() => validateSpec(spec)).not.toThrow();
+    const caps = (cpuGroups?: boolean) =>
+      ({ networkModes: ["host"], limits: { cpuGroups } }) as unknown as SandboxCapabilities;
+    expect(() => validateSpec(spec, caps(true))).not.toThrow();
+    expect(() => validateSpec(spec, caps(false))).toThrow(
+      /cpuGroup is not enforced by this backend/,
+    );
+    expect(() => validateSpec(spec, caps(undefined))).toThrow(InvalidSpecError);
+    expect(() => validateSpec(good, caps(false))).not.toThrow();
   });
 
   it("refuses a network mode the backend lacks", () => {

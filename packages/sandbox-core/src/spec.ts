@@ -1,6 +1,6 @@
 import { isAbsolute } from "node:path";
 import { InvalidSpecError } from "./errors.js";
-import type { SandboxCapabilities, SandboxLimits, SandboxSpec } from "./types.js";
+import type { CpuGroup, SandboxCapabilities, SandboxLimits, SandboxSpec } from "./types.js";
 
 export const DEFAULT_LIMITS: SandboxLimits = {
   memoryMb: 128,
@@ -11,6 +11,23 @@ export const DEFAULT_LIMITS: SandboxLimits = {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const PACKAGE_NAME = /^(@[a-z0-9._~-]+\/)?[a-z0-9._~-]+$/i;
+/** The lambda-name rule: a group's name becomes a cgroup directory name. */
+const GROUP_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Checks a CPU group (of a spec, or one a sandbox joins); throws `InvalidSpecError`. */
+export function validateCpuGroup(group: CpuGroup, capabilities?: SandboxCapabilities): void {
+  const fail = (field: string, why: string): never => {
+    throw new InvalidSpecError(`invalid sandbox spec: cpuGroup${field} ${why}`);
+  };
+  if (typeof group !== "object" || group === null) fail("", "must be an object");
+  const { name, cpuPercent } = group;
+  if (typeof name !== "string" || !GROUP_NAME.test(name) || name === "." || name === "..")
+    fail(".name", `must be 1-128 of A-Z a-z 0-9 . _ - (not . or ..) (got ${JSON.stringify(name)})`);
+  if (!Number.isInteger(cpuPercent) || cpuPercent < 1)
+    fail(".cpuPercent", `must be an integer >= 1 (got ${String(cpuPercent)})`);
+  if (capabilities && capabilities.limits.cpuGroups !== true)
+    fail("", "is not enforced by this backend");
+}
 
 /**
  * Checks a spec before a backend acts on it; throws `InvalidSpecError` naming the field.
@@ -64,4 +81,5 @@ export function validateSpec(spec: SandboxSpec, capabilities?: SandboxCapabiliti
   }
   if (spec.role !== undefined && spec.role !== "leaf" && spec.role !== "zygote")
     fail("role", "must be leaf or zygote");
+  if (spec.cpuGroup !== undefined) validateCpuGroup(spec.cpuGroup, capabilities);
 }

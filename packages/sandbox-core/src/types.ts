@@ -27,6 +27,19 @@ export interface SandboxLimits {
   readonly diskMb?: number;
 }
 
+/**
+ * Sandboxes naming the same group share one CPU budget: `cpuPercent` (percent of one core) across
+ * all of them, and under contention every group gets the same share as every other, however many
+ * sandboxes it runs. The lambda layer makes one group per lambda, so that no lambda takes the
+ * machine. Each sandbox's own `limits.cpuPercent` still caps it within its group.
+ */
+export interface CpuGroup {
+  /** 1-128 of A-Z a-z 0-9 . _ - (not . or ..): a lambda name. */
+  readonly name: string;
+  /** The whole group's CPU, percent of one core (100 = one full core for all its sandboxes). */
+  readonly cpuPercent: number;
+}
+
 export interface SandboxSpec {
   /** Host directory with the lambda's code, exposed read-only at `/handler`. */
   readonly codeDir: string;
@@ -47,6 +60,8 @@ export interface SandboxSpec {
   readonly preImport?: readonly string[];
   /** `zygote` sandboxes are parents that `fork()` children; `leaf` sandboxes serve requests. */
   readonly role?: "leaf" | "zygote";
+  /** The CPU group it shares a budget with (backends with `capabilities.limits.cpuGroups`). */
+  readonly cpuGroup?: CpuGroup;
   /** Free-form labels, kept with the sandbox and shown in `/debug`. */
   readonly labels?: Readonly<Record<string, string>>;
 }
@@ -75,7 +90,11 @@ export interface SandboxCapabilities {
     readonly procs: boolean;
     /** `limits.diskMb` bounds `/tmp` and a backend-made `/host` (writes past it get ENOSPC). */
     readonly disk?: boolean;
+    /** `spec.cpuGroup` is enforced (create and fork); without it a spec naming one is refused. */
+    readonly cpuGroups?: boolean;
   };
+  /** `Sandbox.joinCpuGroup()` works: a running sandbox can be moved into a group. */
+  readonly joinCpuGroup?: boolean;
   readonly networkModes: readonly NetworkMode[];
   /** Each live sandbox's guest runs as a uid no other live sandbox has. */
   readonly uidPerSandbox?: boolean;
@@ -119,6 +138,12 @@ export interface Sandbox {
   destroyIfPaused(reason?: DestroyReason): Promise<boolean>;
   /** A child sandbox forked from this one (a zygote). Rejects when the backend cannot fork. */
   fork(spec: SandboxSpec): Promise<Sandbox>;
+  /**
+   * Moves a running sandbox made without a group into `group` (a ready runtime handed to its
+   * lambda); `spec.cpuGroup` says so from then on. Rejects with `SandboxUnsupportedError` unless
+   * the backend claims `capabilities.joinCpuGroup`, with `InvalidSpecError` when it is in a group.
+   */
+  joinCpuGroup(group: CpuGroup): Promise<void>;
   stats(): Promise<SandboxStats>;
   /** The guest's stdout and stderr so far (bounded tail). */
   logs(): Promise<string>;

@@ -4,11 +4,11 @@
  * Kept as source text so that the suite can write it into any code dir, built or not.
  *
  * Routes: GET /ping, ANY /echo, GET /env?name=, GET /whoami, GET /counter, GET /alloc?mb=,
- * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /read?path=, GET /fill?path=&mb= (writes a
- * file of mb MiB, says how much it wrote and why it stopped), GET /unlink?path=,
- * GET /relink?target= (replaces its own socket with a symbolic link to target and drops its
- * connections), GET /cmdlines (every process's command line it can read). With
- * OL_CONFORMANCE_LINK_SOCKET=target it never listens:
+ * GET /spawn?n=, GET /exit?code=, GET /slow?ms=, GET /burn?ms= (keeps one core busy for ms, at
+ * most 10 s), GET /read?path=, GET /fill?path=&mb= (writes a file of mb MiB, says how much it
+ * wrote and why it stopped), GET /unlink?path=, GET /relink?target= (replaces its own socket
+ * with a symbolic link to target and drops its connections), GET /cmdlines (every process's
+ * command line it can read). With OL_CONFORMANCE_LINK_SOCKET=target it never listens:
  * it puts a link to target where its socket belongs, as a guest attacking the worker would.
  */
 export const CONFORMANCE_GUEST_SOURCE = `
@@ -92,6 +92,13 @@ export function start(options = {}) {
           await new Promise((r) => setTimeout(r, Number(q("ms") ?? "100")));
           res.end("slow");
           return;
+        case "/burn": {
+          const until = Date.now() + Math.min(Number(q("ms") ?? "100"), 10000);
+          let spins = 0;
+          while (Date.now() < until) spins++;
+          json(200, { spins });
+          return;
+        }
         case "/read":
           try {
             json(200, { ok: true, text: readFileSync(q("path") ?? "", "utf8").slice(0, 200) });

@@ -22,6 +22,8 @@ export type ConformanceCheck =
   | "stats-memory"
   | "host-paths-hidden"
   | "uid-per-sandbox"
+  | "cpu-groups"
+  | "cpu-group-join"
   | "fork";
 
 export interface ConformanceOptions {
@@ -498,6 +500,79 @@ export function runSandboxConformance(options: ConformanceOptions): void {
           for (const line of lines) expect(line).not.toContain(codeDir);
           for (const line of lines)
             expect(line).not.toMatch(/--cgroup|--scratch|\/sys\/fs\/cgroup/);
+        } finally {
+          await sandbox.destroy();
+        }
+      },
+    );
+
+    /** CPU each sandbox used while every one of them burned a core for `ms`, µs; and wall µs. */
+    const burn = async (sandboxes: readonly Sandbox[], ms: number) => {
+      const used = async () =>
+        Promise.all(sandboxes.map(async (s) => (await s.stats()).cpuUsageUs));
+      const before = await used();
+      const started = performance.now();
+      await Promise.all(sandboxes.map((s) => get(s, `/burn?ms=${ms}`)));
+      const wallUs = (performance.now() - started) * 1000;
+      const after = await used();
+      return { cpuUs: after.map((a, i) => a - (before[i] ?? 0)), wallUs };
+    };
+    const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+
+    check(
+      "cpu-groups",
+      (b) => b.capabilities.limits.cpuGroups === true,
+      "gives two busy CPU groups like shares, whether a group runs two sandboxes or one",
+      async () => {
+        // Capped at one core each: ungrouped, two busy sandboxes get twice the CPU of one, on
+        // any host; grouped, the two-sandbox group is held to what the other one uses.
+        const group = (name: string) => ({ cpuGroup: { name, cpuPercent: 100 } });
+        const two = await Promise.all([0, 1].map(() => backend.create(spec(group("conf-two")))));
+        const one = await backend.create(spec(group("conf-one")));
+        try {
+          expect(one.spec.cpuGroup).toEqual({ name: "conf-one", cpuPercent: 100 });
+          const { cpuUs } = await burn([...two, one], 2000);
+          const twoUs = sum(cpuUs.slice(0, 2));
+          const oneUs = cpuUs[2] ?? 0;
+          expect(oneUs).toBeGreaterThan(0);
+          expect(twoUs / oneUs, `two: ${twoUs} µs, one: ${oneUs} µs`).toBeLessThan(1.6);
+          expect(oneUs / twoUs, `two: ${twoUs} µs, one: ${oneUs} µs`).toBeLessThan(1.6);
+        } finally {
+          await Promise.all([...two, one].map((s) => s.destroy()));
+        }
+      },
+    );
+
+    check(
+      "cpu-groups",
+      (b) => b.capabilities.limits.cpuGroups === true,
+      "holds a CPU group to its cpuPercent across all its sandboxes",
+      async () => {
+        // Each sandbox may use a whole core; the group only half of one.
+        const grouped = spec({ cpuGroup: { name: "conf-half", cpuPercent: 50 } });
+        const sandboxes = await Promise.all([0, 1].map(() => backend.create(grouped)));
+        try {
+          const { cpuUs, wallUs } = await burn(sandboxes, 2000);
+          expect(sum(cpuUs) / wallUs).toBeLessThan(0.65);
+          expect(sum(cpuUs)).toBeGreaterThan(0);
+        } finally {
+          await Promise.all(sandboxes.map((s) => s.destroy()));
+        }
+      },
+    );
+
+    check(
+      "cpu-group-join",
+      (b) => b.capabilities.joinCpuGroup === true,
+      "moves a running sandbox into a CPU group, which then holds it to the group's cpuPercent",
+      async () => {
+        const sandbox = await backend.create(spec());
+        try {
+          await sandbox.joinCpuGroup({ name: "conf-joined", cpuPercent: 30 });
+          expect(sandbox.spec.cpuGroup).toEqual({ name: "conf-joined", cpuPercent: 30 });
+          const { cpuUs, wallUs } = await burn([sandbox], 1500);
+          expect(sum(cpuUs) / wallUs).toBeLessThan(0.42);
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
         } finally {
           await sandbox.destroy();
         }

@@ -9,6 +9,7 @@ import { guestClient, waitForGuestSocket } from "../guest-transport.js";
 import { BaseSandbox } from "../sandbox-base.js";
 import { validateSpec } from "../spec.js";
 import {
+  type CpuGroup,
   type DestroyReason,
   GUEST_SOCKET_NAME,
   type Sandbox,
@@ -39,6 +40,11 @@ export interface FakeBackendOptions {
   /** Parent dir for scratch dirs; defaults to a fresh temp dir. */
   readonly workDir?: string;
   readonly name?: string;
+  /**
+   * Claims `limits.cpuGroups` and `joinCpuGroup`, for upper layers' tests: specs keep their
+   * group and sandboxes join one, but the fake enforces no CPU limit at all.
+   */
+  readonly cpuGroups?: boolean;
 }
 
 const FAKE_CAPABILITIES: SandboxCapabilities = {
@@ -57,6 +63,13 @@ export function fakeBackend(options: FakeBackendOptions = {}): SandboxBackend {
   const hub = new SandboxEventHub(options.name ?? "fake");
   const live = new Set<FakeSandbox>();
   const guestFactory = options.guest ?? conformanceGuest;
+  const capabilities: SandboxCapabilities = options.cpuGroups
+    ? {
+        ...FAKE_CAPABILITIES,
+        limits: { ...FAKE_CAPABILITIES.limits, cpuGroups: true },
+        joinCpuGroup: true,
+      }
+    : FAKE_CAPABILITIES;
   let workDir: Promise<string> | undefined;
   const scratchRoot = () => {
     workDir ??= options.workDir
@@ -67,10 +80,10 @@ export function fakeBackend(options: FakeBackendOptions = {}): SandboxBackend {
 
   return {
     name: options.name ?? "fake",
-    capabilities: FAKE_CAPABILITIES,
+    capabilities,
     on: (listener) => hub.on(listener),
     async create(spec: SandboxSpec): Promise<Sandbox> {
-      validateSpec(spec, FAKE_CAPABILITIES);
+      validateSpec(spec, capabilities);
       const started = performance.now();
       const id = `fake-${randomUUID().slice(0, 8)}`;
       const ownScratch = spec.scratchDir === undefined;
@@ -110,6 +123,7 @@ export function fakeBackend(options: FakeBackendOptions = {}): SandboxBackend {
       sandbox = new FakeSandbox(
         { id, spec, transport: guestClient(ready.socket), emit: hub.emit },
         guest,
+        capabilities.joinCpuGroup === true,
         () => {
           live.delete(sandbox as FakeSandbox);
           return ownScratch ? rm(scratchDir, { recursive: true, force: true }) : Promise.resolve();
@@ -130,16 +144,23 @@ export function fakeBackend(options: FakeBackendOptions = {}): SandboxBackend {
 class FakeSandbox extends BaseSandbox {
   readonly #guest: FakeGuest;
   readonly #onDestroyed: () => Promise<void>;
+  readonly #canJoin: boolean;
   readonly #started = process.cpuUsage();
 
   constructor(
     init: ConstructorParameters<typeof BaseSandbox>[0],
     guest: FakeGuest,
+    canJoin: boolean,
     onDestroyed: () => Promise<void>,
   ) {
     super(init);
     this.#guest = guest;
+    this.#canJoin = canJoin;
     this.#onDestroyed = onDestroyed;
+  }
+
+  protected override doJoinCpuGroup(group: CpuGroup): Promise<void> {
+    return this.#canJoin ? Promise.resolve() : super.doJoinCpuGroup(group);
   }
 
   crash(): Promise<void> {
