@@ -5,6 +5,8 @@
  * elsewhere on the machine hits both alike. Needs root, cgroups and a built package.
  *
  *   pnpm --filter @openlambda/sandbox-sock bench        (BENCH_N=200 for more samples)
+ *
+ * BENCH_CPU_GROUP=1 makes every sandbox in one CPU group, as the lambda layer does.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -16,6 +18,9 @@ import { type Dispatcher, request } from "undici";
 import { buildBaseRootfs, forceCleanup, sockBackend } from "../dist/index.js";
 
 const N = Number(process.env.BENCH_N ?? 100);
+const GROUPED = process.env.BENCH_CPU_GROUP === "1";
+const inGroup = (spec: SandboxSpec): SandboxSpec =>
+  GROUPED ? { ...spec, cpuGroup: { name: "bench", cpuPercent: 100 } } : spec;
 const GUEST = `
 import { createServer } from "node:http";
 import { rmSync } from "node:fs";
@@ -54,12 +59,12 @@ function sockSubject(backend: ReturnType<typeof sockBackend>, codeDir: string): 
   return {
     async firstAnswer() {
       const t0 = performance.now();
-      const sandbox = await backend.create(spec);
+      const sandbox = await backend.create(inGroup(spec));
       await ping(sandbox.dispatcher);
       return { ms: performance.now() - t0, stop: () => sandbox.destroy() };
     },
     async cycle() {
-      await (await backend.create(spec)).destroy();
+      await (await backend.create(inGroup(spec))).destroy();
     },
   };
 }
@@ -158,7 +163,7 @@ try {
   const f = (x: number) => x.toFixed(1).padStart(9);
   const lines = [
     "",
-    `SOCK create benchmark: ${N} samples each, node ${process.version}, load average ${load}`,
+    `SOCK create benchmark: ${N} samples each${GROUPED ? ", in a CPU group" : ""}, node ${process.version}, load average ${load}`,
     "",
     "                                median ms    p99 ms  cycles/s",
     `sock: create -> first answer ${f(sock.median)} ${f(sock.p99)} ${f(sock.cyclesPerSec)}`,

@@ -4,7 +4,7 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { type Logger, silentLogger } from "@openlambda/sandbox-core";
-import { childDirs, killPids, pollUntil, readPids, removeDir, write } from "./cgroup/files.js";
+import { descendantDirs, killPids, pollUntil, readPids, removeDir, write } from "./cgroup/files.js";
 import { detectCgroupLayout, V1_CONTROLLERS } from "./cgroup/layout.js";
 import { locateHelper } from "./helper-binary.js";
 import { readMountInfo } from "./mountinfo.js";
@@ -156,7 +156,8 @@ async function removeCgroups(
   log: Logger,
 ): Promise<{ killed: number; removed: number }> {
   const children: string[] = [];
-  for (const p of parents) for (const c of await childDirs(p)) children.push(join(p, c));
+  // CPU groups hold sandbox cgroups of their own: the deepest go first.
+  for (const p of parents) children.push(...(await descendantDirs(p)));
   const freezeFile = (dir: string) =>
     existsSync(join(dir, "freezer.state"))
       ? { path: join(dir, "freezer.state"), on: "FROZEN", off: "THAWED" }

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import {
+  type CpuGroup,
   GUEST_SOCKET_NAME,
   GuestSocketUnsafeError,
   guestClient,
@@ -24,8 +25,10 @@ import {
   validateSpec,
   waitForGuestSocket,
 } from "@openlambda/sandbox-core";
+import { CpuGroups, type GroupHold } from "./cgroup/cpu-groups.js";
 import { type CgroupDriver, cgroupDriver, type SandboxCgroup } from "./cgroup/driver.js";
 import { CgroupPool } from "./cgroup/pool.js";
+import { takeSandboxCgroup } from "./cgroup/sandbox-cgroup.js";
 import { cleanupLeftovers, STATE_FILE } from "./force-cleanup.js";
 import { locateHelper } from "./helper-binary.js";
 import { checkHost } from "./host-checks.js";
@@ -70,9 +73,10 @@ export const SOCK_CAPABILITIES: SandboxCapabilities = {
   fork: true,
   pause: true,
   downsizePausedMemory: true,
-  limits: { memory: true, cpu: true, procs: true, disk: true },
+  limits: { memory: true, cpu: true, procs: true, disk: true, cpuGroups: true },
   networkModes: ["host", "none"],
   uidPerSandbox: true,
+  joinCpuGroup: true,
 };
 
 const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -119,6 +123,8 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     // A custom helper without the fork server next to it cannot make zygotes.
     fork: existsSync(join(zygoteDir, "ol_fork_server.py")),
     downsizePausedMemory: features.downsizePausedMemory,
+    // v1 moves only the cpu hierarchy's cgroup; on v2 a move would leave memory charged behind.
+    joinCpuGroup: layout.version === 1,
   };
   const tag = workerTag(workDir);
   const cgroupParent = join(options.cgroupParent ?? "", tag);
@@ -127,6 +133,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
   // restarts): its reaper sweeps only these, never another backend's on the same work dir.
   const cgroupPrefix = `sb-${process.pid.toString(36)}-${randomBytes(3).toString("hex")}-`;
   const pool = new CgroupPool(driver, options.cgroupPoolSize ?? 8, cgroupPrefix, log);
+  const cpuGroups = new CpuGroups(driver, log);
   const hub = new SandboxEventHub("sock");
   const live = new Set<SockSandbox>();
   const stateRoot = sandboxesDir(workDir);
@@ -186,6 +193,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     const tmpDir = join(diskDir ?? stateDir, "tmp");
     const logPath = join(stateDir, "guest.log");
     let cgroup: SandboxCgroup | undefined;
+    let group: GroupHold | undefined;
     let child: ChildProcess | undefined;
     try {
       await mkdir(stateDir, { mode: 0o700 });
@@ -197,13 +205,8 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
         ...Object.values(spec.packages ?? {}).map(makeReadableByGuest),
       ]);
       const tDirs = performance.now();
-      cgroup = await pool.take();
+      ({ cgroup, group } = await takeSandboxCgroup({ driver, pool, groups: cpuGroups }, spec, id));
       const memoryLimitBytes = spec.limits.memoryMb * 1024 * 1024;
-      await cgroup.setLimits({
-        memoryBytes: memoryLimitBytes,
-        cpuPercent: spec.limits.cpuPercent,
-        procs: spec.limits.procs,
-      });
 
       const tCgroup = performance.now();
       const args = ["--root", baseDir, "--code", resolve(spec.codeDir)];
@@ -299,7 +302,24 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
           onGone: () => {
             live.delete(sandbox);
             if (!zygote) uids.release(uid);
+            // Its cgroup is gone by now: the group's goes with its last sandbox.
+            return group?.release();
           },
+          ...(capabilities.joinCpuGroup
+            ? {
+                joinCpuGroup: async (target: CpuGroup, frozen: boolean) => {
+                  const hold = await cpuGroups.hold(target);
+                  try {
+                    await driver.joinGroup(cgroup as SandboxCgroup, target.name, frozen);
+                    await hold.track(cgroup as SandboxCgroup, spec.limits.cpuPercent);
+                  } catch (error) {
+                    await hold.release();
+                    throw error;
+                  }
+                  group = hold;
+                },
+              }
+            : {}),
           zygote,
           ...(zygote
             ? {
@@ -327,6 +347,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     } catch (error) {
       await undo(cgroup, child, stateDir, diskDir ? () => unmountDisk(helper, diskDir) : undefined);
       if (!zygote) uids.release(uid);
+      await group?.release();
       if (
         error instanceof SandboxCreateError ||
         error instanceof SandboxGuestStartError ||

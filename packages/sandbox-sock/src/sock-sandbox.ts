@@ -3,6 +3,7 @@ import { rm } from "node:fs/promises";
 import {
   BaseSandbox,
   type BaseSandboxInit,
+  type CpuGroup,
   type DestroyReason,
   type Logger,
   type Sandbox,
@@ -27,12 +28,14 @@ export interface SockSandboxParts {
   readonly downsizePausedMemory: boolean;
   readonly freezeTimeoutMs: number;
   readonly log: Logger;
-  /** Called once the sandbox is gone, whatever the reason. */
-  readonly onGone: () => void;
+  /** Called once the sandbox is gone, whatever the reason; destroy waits for it. */
+  readonly onGone: () => void | Promise<void>;
   /** A zygote: its helper outlives it while children it forked live (it reaps them). */
   readonly zygote?: boolean;
   /** Makes a child sandbox whose guest this zygote's fork server forks. */
   readonly fork?: (spec: SandboxSpec) => Promise<Sandbox>;
+  /** Moves its CPU under a group (`frozen`: it is paused); absent where the host cannot. */
+  readonly joinCpuGroup?: (group: CpuGroup, frozen: boolean) => Promise<void>;
 }
 
 /** Slack over current usage when a paused sandbox's limit is lowered: page-cache churn. */
@@ -68,6 +71,11 @@ export class SockSandbox extends BaseSandbox {
   /** Live sandboxes forked from this zygote. */
   get children(): number {
     return this.#children.size;
+  }
+
+  protected override doJoinCpuGroup(group: CpuGroup): Promise<void> {
+    if (!this.#parts.joinCpuGroup) return super.doJoinCpuGroup(group);
+    return this.#parts.joinCpuGroup(group, this.state === "paused");
   }
 
   protected override async doFork(spec: SandboxSpec): Promise<Sandbox> {
@@ -156,7 +164,7 @@ export class SockSandbox extends BaseSandbox {
       );
       log.debug({ sandboxId: this.id, reason }, "sandbox destroyed");
     } finally {
-      this.#parts.onGone();
+      await this.#parts.onGone();
     }
   }
 

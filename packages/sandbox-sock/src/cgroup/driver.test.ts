@@ -181,6 +181,115 @@ describe("cgroup v1 file protocol", () => {
   });
 });
 
+describe("CPU groups, cgroup v2 file protocol", () => {
+  const make = async () => {
+    put("cpu memory pids\n", "cgroup.controllers");
+    const driver = cgroupDriver({ version: 2, mount: root }, "ol-test");
+    await driver.prepare();
+    return driver;
+  };
+
+  it("makes grp-NAME with the controllers enabled below it, the default weight and the group's cpu.max", async () => {
+    const driver = await make();
+    await driver.makeGroup("lam");
+    await driver.setGroupCpuPercent("lam", 150);
+    expect(read("ol-test/grp-lam/cgroup.subtree_control")).toBe("+memory +cpu +pids");
+    expect(read("ol-test/grp-lam/cpu.weight")).toBe("100");
+    expect(read("ol-test/grp-lam/cpu.max")).toBe("150000 100000");
+    // Made again over a leftover of an earlier worker: taken over, not refused.
+    await driver.makeGroup("lam");
+  });
+
+  it("makes a grouped sandbox's whole cgroup under its group, its own cpu.max apart", async () => {
+    const driver = await make();
+    await driver.makeGroup("lam");
+    const cg = await driver.createInGroup("lam", "sb-1", undefined);
+    expect(cg.procsFiles).toEqual([join(root, "ol-test/grp-lam/sb-1/cgroup.procs")]);
+    await cg.setLimits({ memoryBytes: 1 << 26, procs: 8 });
+    expect(existsSync(join(root, "ol-test/grp-lam/sb-1/cpu.max"))).toBe(false);
+    expect(read("ol-test/grp-lam/sb-1/memory.max")).toBe(String(1 << 26));
+    await cg.setCpuPercent(40);
+    expect(read("ol-test/grp-lam/sb-1/cpu.max")).toBe("40000 100000");
+  });
+
+  it("removes the group, refuses a pooled cgroup and cannot move a live sandbox in", async () => {
+    const driver = await make();
+    await driver.makeGroup("lam");
+    rmSync(join(root, "ol-test/grp-lam"), { recursive: true });
+    mkdirSync(join(root, "ol-test/grp-lam"));
+    await driver.removeGroup("lam");
+    expect(existsSync(join(root, "ol-test/grp-lam"))).toBe(false);
+    await driver.removeGroup("lam");
+    const pooled = await driver.create("sb-2");
+    await expect(driver.createInGroup("lam", "sb-3", pooled)).rejects.toThrow(/made whole/);
+    expect(driver.canJoinGroup).toBe(false);
+    await expect(driver.joinGroup(pooled, "lam", false)).rejects.toThrow(/cannot move/);
+  });
+});
+
+describe("CPU groups, cgroup v1 file protocol", () => {
+  const mounts = () => ({
+    memory: join(root, "memory"),
+    cpu: join(root, "cpu,cpuacct"),
+    cpuacct: join(root, "cpu,cpuacct"),
+    pids: join(root, "pids"),
+    freezer: join(root, "freezer"),
+  });
+
+  it("makes grp-NAME in the cpu hierarchy only, with cpu.shares 1024 and the group's CFS quota", async () => {
+    const driver = cgroupDriver({ version: 1, mounts: mounts() }, "ol-test");
+    await driver.prepare();
+    await driver.makeGroup("lam");
+    await driver.setGroupCpuPercent("lam", 50);
+    expect(read("cpu,cpuacct/ol-test/grp-lam/cpu.shares")).toBe("1024");
+    expect(read("cpu,cpuacct/ol-test/grp-lam/cpu.cfs_quota_us")).toBe("50000");
+    expect(read("cpu,cpuacct/ol-test/grp-lam/cpu.cfs_period_us")).toBe("100000");
+    for (const h of ["memory", "pids", "freezer"])
+      expect(existsSync(join(root, h, "ol-test/grp-lam"))).toBe(false);
+    expect(driver.canJoinGroup).toBe(true);
+  });
+
+  it("keeps a grouped sandbox's memory, pids and freezer in its pooled cgroup, moves cpu and cpuacct under the group, and removes all of it", async () => {
+    const driver = cgroupDriver({ version: 1, mounts: mounts() }, "ol-test");
+    await driver.prepare();
+    await driver.makeGroup("lam");
+    const pooled = await driver.create("sb-1");
+    const cg = await driver.createInGroup("lam", "sb-1", pooled);
+    expect([...cg.procsFiles].sort()).toEqual(
+      [
+        "cpu,cpuacct/ol-test/grp-lam/sb-1",
+        "freezer/ol-test/sb-1",
+        "memory/ol-test/sb-1",
+        "pids/ol-test/sb-1",
+      ].map((d) => join(root, d, "cgroup.procs")),
+    );
+    await cg.setCpuPercent(30);
+    expect(read("cpu,cpuacct/ol-test/grp-lam/sb-1/cpu.cfs_quota_us")).toBe("30000");
+    put("5000000", "cpu,cpuacct/ol-test/grp-lam/sb-1/cpuacct.usage");
+    put("4096", "memory/ol-test/sb-1/memory.usage_in_bytes");
+    put("8192", "memory/ol-test/sb-1/memory.limit_in_bytes");
+    put("2", "pids/ol-test/sb-1/pids.current");
+    expect((await cg.stats()).cpuUsageUs).toBe(5000);
+    // A real cgroupfs directory has only virtual files; the fake's files must go first.
+    for (const d of [
+      "cpu,cpuacct/ol-test/grp-lam/sb-1",
+      "memory/ol-test/sb-1",
+      "pids/ol-test/sb-1",
+    ]) {
+      rmSync(join(root, d), { recursive: true });
+      mkdirSync(join(root, d));
+    }
+    await cg.remove();
+    for (const h of ["cpu,cpuacct", "memory", "pids", "freezer"])
+      expect(existsSync(join(root, h, "ol-test/sb-1"))).toBe(false);
+    expect(existsSync(join(root, "cpu,cpuacct/ol-test/grp-lam/sb-1"))).toBe(false);
+    rmSync(join(root, "cpu,cpuacct/ol-test/grp-lam"), { recursive: true });
+    mkdirSync(join(root, "cpu,cpuacct/ol-test/grp-lam"));
+    await driver.removeGroup("lam");
+    expect(existsSync(join(root, "cpu,cpuacct/ol-test/grp-lam"))).toBe(false);
+  });
+});
+
 describe("cpuQuotaUs", () => {
   it("maps percent of one core to a CFS quota per 100 ms period, at least 1 ms", () => {
     expect(cpuQuotaUs(100)).toBe(100_000);

@@ -16,7 +16,8 @@ import { type CgroupLayout, V1_CONTROLLERS, type V1Controller, V2_CONTROLLERS } 
 
 export interface CgroupLimits {
   readonly memoryBytes: number;
-  readonly cpuPercent: number;
+  /** Omitted: the CPU quota is left alone (a grouped sandbox's is set by its group). */
+  readonly cpuPercent?: number;
   readonly procs: number;
 }
 
@@ -35,6 +36,8 @@ export interface SandboxCgroup {
   /** The `cgroup.procs` files a process writes itself into to join (one per v1 hierarchy). */
   readonly procsFiles: readonly string[];
   setLimits(limits: CgroupLimits): Promise<void>;
+  /** The sandbox's own CFS quota, percent of one core. */
+  setCpuPercent(cpuPercent: number): Promise<void>;
   setMemoryLimit(bytes: number): Promise<void>;
   memoryLimit(): Promise<number>;
   memoryUsage(): Promise<number>;
@@ -63,6 +66,38 @@ export interface CgroupDriver {
   open(name: string): SandboxCgroup;
   children(): Promise<string[]>;
   removeParent(): Promise<void>;
+  /**
+   * Makes a CPU group's cgroup `grp-<name>` under the parent, with the same weight as every
+   * other group; one an earlier worker left is taken over.
+   */
+  makeGroup(name: string): Promise<void>;
+  /** The whole group's CFS quota, percent of one core. */
+  setGroupCpuPercent(name: string, cpuPercent: number): Promise<void>;
+  removeGroup(name: string): Promise<void>;
+  /**
+   * A sandbox cgroup whose CPU is under group `group`. v1: `pooled` (a pre-made cgroup) keeps
+   * memory, pids and freezer, and gets a cpu cgroup made under the group (its pooled one goes
+   * on remove); it is `pooled` that is resolved. v2: one tree, so the whole cgroup is made under
+   * the group (`pooled` must be undefined).
+   */
+  createInGroup(
+    group: string,
+    name: string,
+    pooled: SandboxCgroup | undefined,
+  ): Promise<SandboxCgroup>;
+  /** Whether `joinGroup` works: v1, where the cpu hierarchy is apart from memory. */
+  readonly canJoinGroup: boolean;
+  /**
+   * Moves a live sandbox's CPU under `group`: its tasks go to a new cpu cgroup there (frozen
+   * meanwhile unless `frozen` says they already are, so that none forks past the move), and
+   * the old one is removed. `cgroup` itself then points there (it is the sandbox's handle).
+   */
+  joinGroup(cgroup: SandboxCgroup, group: string, frozen: boolean): Promise<void>;
+}
+
+/** A CPU group's directory name under the worker's parent; never a pooled cgroup's (`sb-`). */
+export function groupDirName(name: string): string {
+  return `grp-${name}`;
 }
 
 const CFS_PERIOD_US = 100_000;
@@ -105,13 +140,17 @@ async function killUntilEmpty(cgroup: SandboxCgroup, timeoutMs: number): Promise
 
 class V1Driver implements CgroupDriver {
   readonly version = 1;
+  readonly canJoinGroup = true;
   readonly parentDirs: readonly string[];
   readonly #parents: Readonly<Record<V1Controller, string>>;
+  /** The controllers mounted with cpu (cpuacct, on most hosts): they move with it. */
+  readonly #withCpu: readonly V1Controller[];
 
   constructor(mounts: Readonly<Record<V1Controller, string>>, parent: string) {
     const parents = {} as Record<V1Controller, string>;
     for (const c of V1_CONTROLLERS) parents[c] = join(mounts[c], parent);
     this.#parents = parents;
+    this.#withCpu = V1_CONTROLLERS.filter((c) => mounts[c] === mounts.cpu);
     // cpu and cpuacct (or others) may share a hierarchy: each directory is made once.
     this.parentDirs = [...new Set(Object.values(parents))];
   }
@@ -141,22 +180,123 @@ class V1Driver implements CgroupDriver {
   async removeParent(): Promise<void> {
     for (const dir of this.parentDirs) await removeDir(dir);
   }
+
+  #groupDir(name: string): string {
+    return join(this.#parents.cpu, groupDirName(name));
+  }
+
+  async makeGroup(name: string): Promise<void> {
+    const dir = this.#groupDir(name);
+    await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error;
+    });
+    await write(join(dir, "cpu.shares"), String(V1_GROUP_SHARES));
+  }
+
+  async setGroupCpuPercent(name: string, cpuPercent: number): Promise<void> {
+    const dir = this.#groupDir(name);
+    await write(join(dir, "cpu.cfs_period_us"), String(CFS_PERIOD_US));
+    await write(join(dir, "cpu.cfs_quota_us"), String(cpuQuotaUs(cpuPercent)));
+  }
+
+  removeGroup(name: string): Promise<void> {
+    return removeDir(this.#groupDir(name));
+  }
+
+  async createInGroup(
+    group: string,
+    name: string,
+    pooled: SandboxCgroup | undefined,
+  ): Promise<SandboxCgroup> {
+    if (!(pooled instanceof V1Cgroup))
+      throw new Error("cgroup v1: a grouped cgroup needs a pooled one");
+    const dir = join(this.#groupDir(group), name);
+    await mkdir(dir);
+    pooled.moveCpu(dir, this.#withCpu, 0);
+    return pooled;
+  }
+
+  async joinGroup(cgroup: SandboxCgroup, group: string, frozen: boolean): Promise<void> {
+    if (!(cgroup instanceof V1Cgroup)) throw new Error("cgroup v1: not a v1 cgroup");
+    const from = cgroup.cpuDir;
+    const to = join(this.#groupDir(group), cgroup.name);
+    await mkdir(to);
+    const move = async (src: string, dst: string) =>
+      pollUntil(
+        async () => {
+          const left = await readPids(join(src, "cgroup.procs"));
+          for (const pid of left) {
+            // A task that exited meanwhile is no longer there to move (ESRCH).
+            await write(join(dst, "cgroup.procs"), String(pid)).catch((error) => {
+              if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+            });
+          }
+          return left.length === 0;
+        },
+        2000,
+        `move the tasks of ${src}`,
+      );
+    try {
+      if (!frozen) await cgroup.freeze(2000);
+      await move(from, to);
+    } catch (error) {
+      await move(to, from).catch(() => {});
+      await removeDir(to).catch(() => {});
+      throw error;
+    } finally {
+      if (!frozen) await cgroup.thaw(2000);
+    }
+    // cpuacct, when it moves with cpu, counts from zero in the new cgroup.
+    const offsetUs = this.#withCpu.includes("cpuacct")
+      ? Math.round((await readNumber(join(from, "cpuacct.usage"))) / 1000)
+      : 0;
+    cgroup.moveCpu(to, this.#withCpu, offsetUs);
+    await removeDir(from).catch(() => {
+      // Still listed as busy: removed with the sandbox's cgroup instead.
+    });
+  }
 }
 
 const V1_UNLIMITED = 2 ** 62;
+/** The default weight, written anyway: every group weighs the same as every other. */
+const V1_GROUP_SHARES = 1024;
 
 class V1Cgroup implements SandboxCgroup {
   readonly name: string;
-  readonly procsFiles: readonly string[];
-  readonly #dirs: Readonly<Record<V1Controller, string>>;
-  readonly #unique: readonly string[];
+  #dirs: Readonly<Record<V1Controller, string>>;
+  #unique: readonly string[];
+  /** Directories it no longer uses but still owns: removed with it. */
+  #left: readonly string[] = [];
+  /** CPU counted by a cpuacct cgroup it left behind, µs. */
+  #cpuOffsetUs = 0;
   #memsw: boolean | undefined;
 
   constructor(name: string, dirs: Readonly<Record<V1Controller, string>>) {
     this.name = name;
     this.#dirs = dirs;
     this.#unique = [...new Set(Object.values(dirs))];
-    this.procsFiles = this.#unique.map((d) => join(d, "cgroup.procs"));
+  }
+
+  get procsFiles(): readonly string[] {
+    return this.#unique.map((d) => join(d, "cgroup.procs"));
+  }
+
+  get cpuDir(): string {
+    return this.#dirs.cpu;
+  }
+
+  /**
+   * From now on `controllers` (cpu and what shares its hierarchy) are at `dir`; the directory
+   * they were at is removed with the rest. `cpuOffsetUs`: what the old cpuacct counted.
+   */
+  moveCpu(dir: string, controllers: readonly V1Controller[], cpuOffsetUs: number): void {
+    const old = this.#dirs.cpu;
+    const dirs = { ...this.#dirs };
+    for (const c of controllers) dirs[c] = dir;
+    this.#dirs = dirs;
+    this.#unique = [...new Set(Object.values(dirs))];
+    this.#left = [...this.#left, old].filter((d) => !this.#unique.includes(d));
+    this.#cpuOffsetUs += cpuOffsetUs;
   }
 
   #file(c: V1Controller, file: string): string {
@@ -165,9 +305,13 @@ class V1Cgroup implements SandboxCgroup {
 
   async setLimits(limits: CgroupLimits): Promise<void> {
     await this.setMemoryLimit(limits.memoryBytes);
-    await write(this.#file("cpu", "cpu.cfs_period_us"), String(CFS_PERIOD_US));
-    await write(this.#file("cpu", "cpu.cfs_quota_us"), String(cpuQuotaUs(limits.cpuPercent)));
+    if (limits.cpuPercent !== undefined) await this.setCpuPercent(limits.cpuPercent);
     await write(this.#file("pids", "pids.max"), String(limits.procs));
+  }
+
+  async setCpuPercent(cpuPercent: number): Promise<void> {
+    await write(this.#file("cpu", "cpu.cfs_period_us"), String(CFS_PERIOD_US));
+    await write(this.#file("cpu", "cpu.cfs_quota_us"), String(cpuQuotaUs(cpuPercent)));
   }
 
   async setMemoryLimit(bytes: number): Promise<void> {
@@ -255,11 +399,12 @@ class V1Cgroup implements SandboxCgroup {
       readNumber(this.#file("cpuacct", "cpuacct.usage")),
       readNumber(this.#file("pids", "pids.current")),
     ]);
-    return { memoryBytes, memoryLimitBytes, cpuUsageUs: Math.round(cpuNs / 1000), pids };
+    const cpuUsageUs = Math.round(cpuNs / 1000) + this.#cpuOffsetUs;
+    return { memoryBytes, memoryLimitBytes, cpuUsageUs, pids };
   }
 
   async remove(): Promise<void> {
-    for (const dir of this.#unique) await removeDir(dir);
+    for (const dir of [...this.#unique, ...this.#left]) await removeDir(dir);
   }
 }
 
@@ -267,6 +412,8 @@ class V1Cgroup implements SandboxCgroup {
 
 class V2Driver implements CgroupDriver {
   readonly version = 2;
+  /** One tree: moving tasks would leave their memory charged to the cgroup they left. */
+  readonly canJoinGroup = false;
   readonly parentDirs: readonly string[];
   readonly #mount: string;
   readonly #parent: string;
@@ -306,7 +453,50 @@ class V2Driver implements CgroupDriver {
   removeParent(): Promise<void> {
     return removeDir(this.#parent);
   }
+
+  #groupDir(name: string): string {
+    return join(this.#parent, groupDirName(name));
+  }
+
+  async makeGroup(name: string): Promise<void> {
+    const dir = this.#groupDir(name);
+    await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error;
+    });
+    // Its sandboxes' cgroups are below it and need the controllers from it.
+    await write(join(dir, "cgroup.subtree_control"), V2_CONTROLLERS.map((c) => `+${c}`).join(" "));
+    await write(join(dir, "cpu.weight"), String(V2_GROUP_WEIGHT));
+  }
+
+  setGroupCpuPercent(name: string, cpuPercent: number): Promise<void> {
+    return write(
+      join(this.#groupDir(name), "cpu.max"),
+      `${cpuQuotaUs(cpuPercent)} ${CFS_PERIOD_US}`,
+    );
+  }
+
+  removeGroup(name: string): Promise<void> {
+    return removeDir(this.#groupDir(name));
+  }
+
+  async createInGroup(
+    group: string,
+    name: string,
+    pooled: SandboxCgroup | undefined,
+  ): Promise<SandboxCgroup> {
+    if (pooled) throw new Error("cgroup v2: a grouped cgroup is made whole under its group");
+    const dir = join(this.#groupDir(group), name);
+    await mkdir(dir);
+    return new V2Cgroup(name, dir);
+  }
+
+  joinGroup(): Promise<void> {
+    return Promise.reject(new Error("cgroup v2: a live sandbox cannot move into a CPU group"));
+  }
 }
+
+/** The default weight, written anyway: every group weighs the same as every other. */
+const V2_GROUP_WEIGHT = 100;
 
 class V2Cgroup implements SandboxCgroup {
   readonly name: string;
@@ -327,8 +517,12 @@ class V2Cgroup implements SandboxCgroup {
     await this.setMemoryLimit(limits.memoryBytes);
     // No swap past the memory limit (the file exists only when the kernel has swap accounting).
     if (existsSync(this.#file("memory.swap.max"))) await write(this.#file("memory.swap.max"), "0");
-    await write(this.#file("cpu.max"), `${cpuQuotaUs(limits.cpuPercent)} ${CFS_PERIOD_US}`);
+    if (limits.cpuPercent !== undefined) await this.setCpuPercent(limits.cpuPercent);
     await write(this.#file("pids.max"), String(limits.procs));
+  }
+
+  setCpuPercent(cpuPercent: number): Promise<void> {
+    return write(this.#file("cpu.max"), `${cpuQuotaUs(cpuPercent)} ${CFS_PERIOD_US}`);
   }
 
   setMemoryLimit(bytes: number): Promise<void> {

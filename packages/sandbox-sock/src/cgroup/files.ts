@@ -1,4 +1,5 @@
 import { readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export async function readText(path: string): Promise<string> {
@@ -81,6 +82,20 @@ export async function childDirs(path: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/**
+ * Every cgroup below `path`, children before their parent (the order they can be removed in):
+ * a worker's CPU groups hold sandbox cgroups of their own.
+ */
+export async function descendantDirs(path: string, depth = 4): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await childDirs(path)) {
+    const dir = join(path, name);
+    if (depth > 1) out.push(...(await descendantDirs(dir, depth - 1)));
+    out.push(dir);
+  }
+  return out;
 }
 
 export function killPids(pids: readonly number[]): void {

@@ -21,7 +21,7 @@ function fakeDriver() {
     },
     children: async () => [],
     removeParent: async () => {},
-  } satisfies CgroupDriver;
+  } satisfies Partial<CgroupDriver>;
   return { driver, made, removed };
 }
 

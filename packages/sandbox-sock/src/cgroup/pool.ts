@@ -7,7 +7,7 @@ import type { CgroupDriver, SandboxCgroup } from "./driver.js";
  * like oom_kill, would lie to the next sandbox).
  */
 export class CgroupPool {
-  readonly #driver: CgroupDriver;
+  readonly #driver: Pick<CgroupDriver, "create">;
   readonly #size: number;
   readonly #prefix: string;
   readonly #log: Logger;
@@ -16,7 +16,7 @@ export class CgroupPool {
   #refilling: Promise<void> | undefined;
   #closed = false;
 
-  constructor(driver: CgroupDriver, size: number, prefix: string, log: Logger) {
+  constructor(driver: Pick<CgroupDriver, "create">, size: number, prefix: string, log: Logger) {
     this.#driver = driver;
     this.#size = size;
     this.#prefix = prefix;
