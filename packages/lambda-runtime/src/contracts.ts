@@ -44,6 +44,8 @@ export interface LambdaConfig {
   readonly limits: {
     readonly memMb?: number;
     readonly cpuPercent?: number;
+    /** All its sandboxes together, percent of one core: at most the worker's `lambda_cpu_percent`. */
+    readonly lambdaCpuPercent?: number;
     readonly procs?: number;
     readonly runtimeSec?: number;
     readonly diskMb?: number;

@@ -63,6 +63,7 @@ network: none
       procs: { max: 256, key: "limits.max_procs" },
       runtimeSec: { max: 900, key: "limits.max_runtime_sec" },
       diskMb: { max: 512, key: "limits.max_disk_mb" },
+      lambdaCpuPercent: { max: 100, key: "limits.lambda_cpu_percent" },
     };
     it.each([
       ["memory", "memMb", 1024, "limits.max_mem_mb"],
@@ -74,6 +75,7 @@ network: none
       ["runtime_sec", "runtimeSec", 900, "limits.max_runtime_sec"],
       ["disk", "diskMb", 512, "limits.max_disk_mb"],
       ["disk_mb", "diskMb", 512, "limits.max_disk_mb"],
+      ["lambda_cpu_percent", "lambdaCpuPercent", 100, "limits.lambda_cpu_percent"],
     ])(
       "takes %s at its maximum and refuses one more, naming the key, value and maximum",
       (key, field, max, maxKey) => {

@@ -10,6 +10,7 @@ const LIMIT_KEYS: Record<string, keyof LambdaConfig["limits"]> = {
   mem_mb: "memMb",
   cpu: "cpuPercent",
   cpu_percent: "cpuPercent",
+  lambda_cpu_percent: "lambdaCpuPercent",
   procs: "procs",
   timeout: "runtimeSec",
   runtime_sec: "runtimeSec",

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { lambdaLimitMaxima, lambdaLimits, toSandboxLimits } from "./sandbox-limits.js";
+import {
+  lambdaCpuGroup,
+  lambdaLimitMaxima,
+  lambdaLimits,
+  toSandboxLimits,
+} from "./sandbox-limits.js";
 import { parseWorkerConfig } from "./worker-config.js";
 
 describe("sandbox limits from the worker config", () => {
@@ -39,6 +44,20 @@ describe("sandbox limits from the worker config", () => {
     expect(lambdaLimits(config, "python", own)).toEqual(expected);
   });
 
+  it("gives each lambda a CPU group of its own name, lambda_cpu_percent or less from ol.yaml", () => {
+    expect(lambdaCpuGroup(config, "f")).toEqual({ name: "f", cpuPercent: 100 });
+    const capped = parseWorkerConfig({ limits: { lambda_cpu_percent: 250 } }, "/srv/ol");
+    expect(lambdaCpuGroup(capped, "g", { lambdaCpuPercent: 50 })).toEqual({
+      name: "g",
+      cpuPercent: 50,
+    });
+    // Never above the worker's: uploads over it are refused, and an older lambda on a worker
+    // restarted with a lower cap gets the worker's.
+    expect(lambdaCpuGroup(capped, "g", { lambdaCpuPercent: 300 }).cpuPercent).toBe(250);
+    // A sandbox's own cpu_percent is another limit: it does not change the group's.
+    expect(lambdaCpuGroup(capped, "g", { cpuPercent: 400 }).cpuPercent).toBe(250);
+  });
+
   it("names each maximum by its config key", () => {
     const bounded = parseWorkerConfig(
       {
@@ -55,6 +74,7 @@ describe("sandbox limits from the worker config", () => {
           node_procs: 3,
           runtime_sec: 4,
           disk_mb: 5,
+          lambda_cpu_percent: 6,
         },
       },
       "/srv/ol",
@@ -65,6 +85,7 @@ describe("sandbox limits from the worker config", () => {
       procs: { max: 3, key: "limits.max_procs" },
       runtimeSec: { max: 4, key: "limits.max_runtime_sec" },
       diskMb: { max: 5, key: "limits.max_disk_mb" },
+      lambdaCpuPercent: { max: 6, key: "limits.lambda_cpu_percent" },
     });
   });
 });

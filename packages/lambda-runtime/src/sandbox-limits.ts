@@ -1,4 +1,4 @@
-import type { SandboxLimits } from "@openlambda/sandbox-core";
+import type { CpuGroup, SandboxLimits } from "@openlambda/sandbox-core";
 import type { LambdaConfig } from "./contracts.js";
 import type { LimitMaxima } from "./lambda-config.js";
 import type { LambdaRuntime } from "./runtime-kind.js";
@@ -49,6 +49,20 @@ export function lambdaLimits(
   };
 }
 
+/**
+ * The CPU group all of a lambda's sandboxes share: `limits.lambda_cpu_percent`, or less where
+ * its ol.yaml asks for less (never more: uploads asking for more are refused, and a worker
+ * restarted with a lower cap holds older lambdas to it).
+ */
+export function lambdaCpuGroup(
+  config: WorkerConfig,
+  name: string,
+  own: LambdaConfig["limits"] = {},
+): CpuGroup {
+  const cap = config.limits.lambda_cpu_percent;
+  return { name, cpuPercent: Math.min(own.lambdaCpuPercent ?? cap, cap) };
+}
+
 /** The worker's bounds on what a lambda's ol.yaml may ask for (`limits.max_*`). */
 export function lambdaLimitMaxima(config: WorkerConfig): LimitMaxima {
   const cfg = config.limits;
@@ -58,5 +72,6 @@ export function lambdaLimitMaxima(config: WorkerConfig): LimitMaxima {
     procs: { max: cfg.max_procs, key: "limits.max_procs" },
     runtimeSec: { max: cfg.max_runtime_sec, key: "limits.max_runtime_sec" },
     diskMb: { max: cfg.max_disk_mb, key: "limits.max_disk_mb" },
+    lambdaCpuPercent: { max: cfg.lambda_cpu_percent, key: "limits.lambda_cpu_percent" },
   };
 }

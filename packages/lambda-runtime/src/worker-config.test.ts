@@ -12,7 +12,7 @@ describe("worker config", () => {
       sandbox: "sock",
       registry: "/srv/ol/registry",
       registry_cache_ms: 5000,
-      limits: { procs: 10, mem_mb: 50, cpu_percent: 100, runtime_sec: 30 },
+      limits: { procs: 10, mem_mb: 50, cpu_percent: 100, runtime_sec: 30, lambda_cpu_percent: 100 },
     });
   });
 
@@ -48,6 +48,7 @@ describe("worker config", () => {
     [{ limits: { cpu_percent: 401 } }, /limits.cpu_percent is 401, over limits.max_cpu_percent/],
     [{ limits: { runtime_sec: 901 } }, /limits.runtime_sec is 901, over limits.max_runtime_sec/],
     [{ limits: { disk_mb: 513 } }, /limits.disk_mb is 513, over limits.max_disk_mb \(512\)/],
+    [{ limits: { lambda_cpu_percent: 0 } }, /limits.lambda_cpu_percent must be a positive/],
     [{ worker_port: 70000 }, /worker_port must be a port number/],
     [{ sandbox: "vm" }, /sandbox must be one of sock, docker/],
     [{ features: { enable_seccomp: "yes" } }, /features.enable_seccomp must be true or false/],

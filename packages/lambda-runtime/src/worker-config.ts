@@ -40,6 +40,11 @@ export interface WorkerConfig {
     cpu_percent: number;
     runtime_sec: number;
     /**
+     * CPU for all of one lambda's sandboxes together, percent of one core; under contention
+     * every lambda gets the same share. A lambda's ol.yaml may only lower it.
+     */
+    lambda_cpu_percent: number;
+    /**
      * What a sandbox's /tmp and /host may hold together, MiB. They are tmpfs: each lambda's
      * memory limit (and its share of the pool) grows by this much.
      */
@@ -94,6 +99,7 @@ export function defaultWorkerConfig(workerDir: string): WorkerConfig {
       node_procs: 32,
       cpu_percent: 100,
       runtime_sec: 30,
+      lambda_cpu_percent: 100,
       disk_mb: 32,
       max_mem_mb: 1024,
       max_cpu_percent: 400,
@@ -139,6 +145,7 @@ const RULES: Record<string, Rule> = {
   "limits.node_procs": "posint",
   "limits.cpu_percent": "posint",
   "limits.runtime_sec": "posint",
+  "limits.lambda_cpu_percent": "posint",
   "limits.disk_mb": "posint",
   "limits.max_mem_mb": "posint",
   "limits.max_cpu_percent": "posint",

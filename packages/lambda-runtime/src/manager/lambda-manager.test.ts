@@ -34,7 +34,8 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
   let registry: DirectoryRegistry;
   let events: SandboxEvent[];
 
-  const start = async (overrides: Partial<Record<string, unknown>> = {}) => {
+  /** `cpuGroups`: a fake backend that claims CPU groups (it enforces none). */
+  const start = async (overrides: Partial<Record<string, unknown>> = {}, cpuGroups = false) => {
     const config: WorkerConfig = parseWorkerConfig(
       { registry_cache_ms: 50, pause_idle_ms: 20, ...overrides },
       root,
@@ -45,7 +46,7 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
       cacheMs: 50,
     });
     await registry.init();
-    backend = fakeBackend({ guest: inProcessNodeGuest, workDir: join(root, "scratch") });
+    backend = fakeBackend({ guest: inProcessNodeGuest, workDir: join(root, "scratch"), cpuGroups });
     events = [];
     backend.on((e) => events.push(e));
     manager = new LambdaManager({ backend, registry, config, memoryWaitMs: 5000 });
@@ -60,6 +61,30 @@ describe("LambdaManager over the fake backend and the real Node guest runtime", 
   afterEach(async () => {
     await manager?.shutdown();
     await cleanup();
+  });
+
+  it("puts every sandbox of a lambda in a CPU group of its name, at lambda_cpu_percent or what ol.yaml lowers it to", async () => {
+    const specOf = async (name: string) => {
+      const lease = await registry.acquire(name);
+      try {
+        return manager.specFor(lease.code);
+      } finally {
+        lease.release();
+      }
+    };
+    await start({ limits: { lambda_cpu_percent: 150 } }, true);
+    await lambda("a", { "f.js": "exports.f = () => 1;" });
+    await lambda("b", {
+      "f.py": "def f(e):\n    return 1\n",
+      "ol.yaml": "limits:\n  lambda_cpu_percent: 50\n",
+    });
+    expect((await specOf("a")).cpuGroup).toEqual({ name: "a", cpuPercent: 150 });
+    expect((await specOf("b")).cpuGroup).toEqual({ name: "b", cpuPercent: 50 });
+    expect(await text(await manager.invoke("a", req()))).toBe("1");
+    await manager.shutdown();
+    // A backend that enforces no groups gets no group: its specs would be refused.
+    await start({ limits: { lambda_cpu_percent: 150 } });
+    expect((await specOf("a")).cpuGroup).toBeUndefined();
   });
 
   it("runs f(event) with the JSON body, {} for an empty body, and reuses the sandbox", async () => {

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import {
+  type CpuGroup,
   type Logger,
   type NetworkMode,
   type SandboxBackend,
@@ -28,7 +29,7 @@ import type { CodeLease, CodeStoreEvent } from "../registry/code-store.js";
 import type { DirectoryRegistry, LambdaCode } from "../registry/directory-registry.js";
 import { detectRuntime } from "../runtime-kind.js";
 import { nodeGuestRuntimeDir } from "../runtime-paths.js";
-import { lambdaLimits, toSandboxLimits } from "../sandbox-limits.js";
+import { lambdaCpuGroup, lambdaLimits, toSandboxLimits } from "../sandbox-limits.js";
 import type { WorkerConfig } from "../worker-config.js";
 import { PythonForkPool } from "../zygote/python-fork-pool.js";
 import { loadTree } from "../zygote/tree.js";
@@ -90,6 +91,11 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     this.#logger = options.logger ?? silentLogger;
     this.#runtimeDir = options.runtimeDir ?? nodeGuestRuntimeDir();
     this.#network = defaultNetwork(options.config, options.backend.capabilities);
+    if (options.backend.capabilities.limits.cpuGroups !== true)
+      this.#logger.warn(
+        { backend: options.backend.name },
+        "limits.lambda_cpu_percent is not enforced by this backend: each sandbox is held to its cpu_percent alone",
+      );
     const installerLimits = toSandboxLimits(options.config.installer_limits);
     this.#installer = new NodeDepsInstaller({
       backend: options.backend,
@@ -288,7 +294,8 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
     const runtime = detectRuntime(code);
     if (runtime === "python") {
       const installed = this.#pythonDeps.done(code);
-      return pythonSpec(code, this.#opts.config, this.#runtimeDir, installed, this.#network);
+      const spec = pythonSpec(code, this.#opts.config, this.#runtimeDir, installed, this.#network);
+      return { ...spec, ...this.#cpuGroup(code) };
     }
     return {
       codeDir: code.dir,
@@ -303,7 +310,14 @@ export class LambdaManager implements Invoker, WorkerIntrospection, Preparer {
       network: code.config.network ?? this.#network,
       packages: { [RUNTIME_PACKAGE]: this.#runtimeDir, ...this.#depsPackage(code) },
       labels: { lambda: code.name, version: code.version },
+      ...this.#cpuGroup(code),
     };
+  }
+
+  /** All of a lambda's sandboxes share one CPU group, where the backend enforces groups. */
+  #cpuGroup(code: LambdaCode): { cpuGroup?: CpuGroup } {
+    if (this.#opts.backend.capabilities.limits.cpuGroups !== true) return {};
+    return { cpuGroup: lambdaCpuGroup(this.#opts.config, code.name, code.config.limits) };
   }
 
   #depsPackage(code: LambdaCode): Record<string, string> {

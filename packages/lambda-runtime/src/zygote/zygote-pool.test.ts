@@ -1,6 +1,11 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fakeBackend, type SandboxBackend, type SandboxEvent } from "@openlambda/sandbox-core";
+import {
+  fakeBackend,
+  type Sandbox,
+  type SandboxBackend,
+  type SandboxEvent,
+} from "@openlambda/sandbox-core";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LambdaManager } from "../manager/lambda-manager.js";
 import { DirectoryRegistry } from "../registry/directory-registry.js";
@@ -13,8 +18,15 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
   let backend: SandboxBackend;
   let manager: LambdaManager;
   let events: SandboxEvent[];
+  /** Every sandbox the backend made, by id. */
+  let made: Map<string, Sandbox>;
 
-  const start = async (tree: object, extra: Record<string, unknown> = {}) => {
+  /** `cpuGroups`: the backend claims CPU groups; `join`: and can move a ready runtime into one. */
+  const start = async (
+    tree: object,
+    extra: Record<string, unknown> = {},
+    groups: { cpuGroups?: boolean; join?: boolean } = {},
+  ) => {
     await writeTree(root, { "tree.json": JSON.stringify(tree) });
     const config = parseWorkerConfig(
       { import_cache_tree: join(root, "tree.json"), pause_idle_ms: 1000, ...extra },
@@ -26,7 +38,24 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
       cacheMs: 50,
     });
     await registry.init();
-    backend = fakeBackend({ guest: inProcessNodeGuest, workDir: join(root, "scratch") });
+    const fake = fakeBackend({
+      guest: inProcessNodeGuest,
+      workDir: join(root, "scratch"),
+      cpuGroups: groups.cpuGroups === true,
+    });
+    made = new Map();
+    backend = {
+      ...fake,
+      capabilities: {
+        ...fake.capabilities,
+        joinCpuGroup: groups.join ?? groups.cpuGroups === true,
+      },
+      create: async (spec) => {
+        const sandbox = await fake.create(spec);
+        made.set(sandbox.id, sandbox);
+        return sandbox;
+      },
+    };
     events = [];
     backend.on((e) => events.push(e));
     manager = new LambdaManager({ backend, registry, config });
@@ -82,6 +111,38 @@ describe("Node zygotes (ready runtimes) over the fake backend", () => {
     expect(new Set(ids).size).toBe(2);
     await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
     expect(creates() - before).toBe(2); // the two refills
+  });
+
+  const invoke = (name: string) =>
+    manager.invoke(name, { method: "POST", path: "/", headers: {}, body: null }).then(text);
+  const sandboxOf = (name: string) => {
+    const debug = manager.debug() as {
+      lambdas: { name: string; instances: { sandbox: { id: string } | null }[] }[];
+    };
+    const id = debug.lambdas.find((l) => l.name === name)?.instances[0]?.sandbox?.id;
+    return made.get(id ?? "");
+  };
+
+  it("moves a ready runtime into its lambda's CPU group when it hands it over", async () => {
+    await start({ packages: [] }, { limits: { lambda_cpu_percent: 150 } }, { cpuGroups: true });
+    await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
+    await writeTree(join(root, "registry", "a"), { "f.js": "exports.f = () => 1;" });
+    await invoke("a");
+    expect(manager.stats()["zygote.hits.root"]).toBe(1);
+    expect(sandboxOf("a")?.spec.cpuGroup).toEqual({ name: "a", cpuPercent: 150 });
+    // The ones still waiting belong to no lambda yet.
+    for (const s of made.values())
+      if (s !== sandboxOf("a")) expect(s.spec.cpuGroup).toBeUndefined();
+  });
+
+  it("creates a lambda's sandbox in its CPU group instead where a ready runtime cannot join one", async () => {
+    await start({ packages: [] }, {}, { cpuGroups: true, join: false });
+    await vi.waitFor(() => expect(readyCount()).toBe(3), { timeout: 5000 });
+    await writeTree(join(root, "registry", "a"), { "f.js": "exports.f = () => 1;" });
+    await invoke("a");
+    expect(manager.stats()["zygote.hits.root"]).toBeUndefined();
+    expect(readyCount()).toBe(3);
+    expect(sandboxOf("a")?.spec.cpuGroup).toEqual({ name: "a", cpuPercent: 100 });
   });
 
   it("is off with features.import_cache set to an empty string", async () => {

@@ -189,6 +189,8 @@ export class ZygotePool {
     const z = this.#opts.limits;
     return (
       spec.runtime === "node" &&
+      // Made before its lambda was known: it can serve one only if it can join its CPU group.
+      (spec.cpuGroup === undefined || this.#opts.backend.capabilities.joinCpuGroup === true) &&
       spec.network === this.#opts.network &&
       l.memoryMb === z.memoryMb &&
       l.cpuPercent === z.cpuPercent &&
@@ -268,6 +270,8 @@ export class ZygotePool {
   ) {
     const handler = join(entry.dir, "handler");
     const t0 = performance.now();
+    // Before the lambda's code runs in it: from here on it takes its lambda's CPU share.
+    if (spec.cpuGroup) await entry.sandbox.joinCpuGroup(spec.cpuGroup);
     await linkTree(code.dir, handler, vendored ? new Set() : new Set(["node_modules"]));
     this.#opts.timers.record("zygote-link", performance.now() - t0);
     if (deps) {
