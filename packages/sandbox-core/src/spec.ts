@@ -69,8 +69,8 @@ export function validateSpec(spec: SandboxSpec, capabilities?: SandboxCapabiliti
     if (!ENV_NAME.test(k)) fail(`env.${k}`, "is not a valid environment variable name");
     if (typeof v !== "string" || v.includes("\0")) fail(`env.${k}`, "must be a string without NUL");
   }
-  if (spec.network !== undefined && spec.network !== "host" && spec.network !== "none")
-    fail("network", `must be host or none (got ${JSON.stringify(spec.network)})`);
+  if (spec.network !== undefined && !["egress", "host", "none"].includes(spec.network))
+    fail("network", `must be egress, host or none (got ${JSON.stringify(spec.network)})`);
   if (spec.network && capabilities && !capabilities.networkModes.includes(spec.network))
     fail("network", `${spec.network} is not supported by this backend`);
   for (const [name, dir] of Object.entries(spec.packages ?? {})) {

@@ -4,7 +4,12 @@ import type { Dispatcher } from "undici";
 export type SandboxState = "running" | "paused" | "dead";
 
 /** `host` shares the host's network (OpenLambda's behaviour); `none` has loopback only. */
-export type NetworkMode = "host" | "none";
+/**
+ * `egress`: a network namespace of its own with outbound access to the outside world and nothing
+ * on the host (its loopback, its addresses, the worker's ports), other sandboxes or link-local
+ * addresses; `none`: loopback only; `host`: the host's network stack (OpenLambda's behaviour).
+ */
+export type NetworkMode = "egress" | "host" | "none";
 
 /** The guest runtime a sandbox is made for; backends may use it to pick a base or a zygote. */
 export type RuntimeKind = "node" | "python" | "custom";

@@ -40,7 +40,8 @@
  *   --tmp DIR       read-write at /tmp           --pkg NAME=DIR  read-only at /packages/NAME
  *   --log FILE      guest output                 --log-max N     bytes kept in FILE at most
  *   --cgroup FILE   a cgroup.procs file to join (repeatable)
- *   --net host|none --uid N --gid N --seccomp 0|1 --hostname NAME --ppid N
+ *   --net host|none|egress  --netns FILE (egress: the namespace to join, made ahead of time)
+ *   --uid N --gid N --seccomp 0|1 --hostname NAME --ppid N
  *   --tag TAG       ignored; lets force cleanup find helpers of one worker in /proc
  *
  * `run --tag TAG --stdin-args` reads every other option, NUL-separated, from stdin: what the
@@ -95,7 +96,9 @@ struct options {
   const char *cgroups[MAX_LIST];
   int ncgroups;
   long log_max;
-  int net_none, seccomp, zygote;
+  int net_none, net_egress, seccomp, zygote;
+  /* --net egress: a network namespace made ahead of time (a file under /run/netns) to join. */
+  const char *netns;
   const char *fork_from;
   uid_t uid;
   gid_t gid;
@@ -157,7 +160,10 @@ static void parse(int argc, char **argv, struct options *o) {
     else if (strcmp(a, "--fork-from") == 0) o->fork_from = v;
     else if (strcmp(a, "--net") == 0) {
       if (strcmp(v, "none") == 0) o->net_none = 1;
-      else if (strcmp(v, "host") != 0) fail("--net must be host or none, got", v);
+      else if (strcmp(v, "egress") == 0) o->net_egress = 1;
+      else if (strcmp(v, "host") != 0) fail("--net must be host, none or egress, got", v);
+    } else if (strcmp(a, "--netns") == 0) {
+      o->netns = v;
     } else if (strcmp(a, "--cgroup") == 0) {
       if (o->ncgroups >= MAX_LIST) fail("too many --cgroup", NULL);
       o->cgroups[o->ncgroups++] = v;
@@ -174,6 +180,7 @@ static void parse(int argc, char **argv, struct options *o) {
     fail("run needs --root, --code, --scratch, --tmp, --log and -- COMMAND", NULL);
   if (o->uid == 0 || o->gid == 0) fail("refusing to run a guest as uid or gid 0", NULL);
   if (o->zygote && o->fork_from) fail("--zygote and --fork-from exclude each other", NULL);
+  if (!o->netns != !o->net_egress) fail("--net egress and --netns FILE go together", NULL);
 }
 
 /* ---- mounts ------------------------------------------------------------------------------ */
@@ -791,7 +798,14 @@ static int run(int argc, char **argv) {
   int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
   if (!o.zygote) flags |= CLONE_NEWPID;
   if (o.net_none) flags |= CLONE_NEWNET;
+  /* Opened before anything changes: the pooled namespace is a file on the host's /run. */
+  int netns_fd = -1;
+  if (o.netns && (netns_fd = open(o.netns, O_RDONLY | O_CLOEXEC)) < 0) die("open netns", o.netns);
   if (unshare(flags) < 0) die("unshare", NULL);
+  if (netns_fd >= 0) {
+    if (setns(netns_fd, CLONE_NEWNET) < 0) die("join netns", o.netns);
+    close(netns_fd);
+  }
   sigset_t chld, old;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

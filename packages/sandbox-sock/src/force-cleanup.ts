@@ -8,6 +8,7 @@ import { descendantDirs, killPids, pollUntil, readPids, removeDir, write } from 
 import { detectCgroupLayout, V1_CONTROLLERS } from "./cgroup/layout.js";
 import { locateHelper } from "./helper-binary.js";
 import { readMountInfo } from "./mountinfo.js";
+import { cleanupEgress } from "./network/egress.js";
 import { REAPER_NAME } from "./reaper.js";
 import { sandboxesDir, workerTag } from "./worker-tag.js";
 
@@ -28,6 +29,8 @@ export interface ForceCleanupReport {
   readonly cgroupsRemoved: number;
   readonly mountsRemoved: number;
   readonly dirsRemoved: number;
+  /** Network namespaces of egress sandboxes (their links and the worker's firewall go too). */
+  readonly namespacesRemoved: number;
 }
 
 /**
@@ -66,6 +69,10 @@ export async function cleanupLeftovers(
   const parents = cgroupParents(workDir, tag, options.cgroupParent);
   const { killed, removed } = await removeCgroups(parents, log);
   killPids(helpers);
+  const namespacesRemoved = await cleanupEgress(tag).catch((error: unknown) => {
+    log.warn({ err: error }, "removing egress namespaces and firewall failed");
+    return 0;
+  });
 
   let mountsRemoved = 0;
   const mounts = readMountInfo()
@@ -95,6 +102,7 @@ export async function cleanupLeftovers(
     cgroupsRemoved: removed,
     mountsRemoved,
     dirsRemoved,
+    namespacesRemoved,
   };
   log.debug({ workDir, ...report }, "sock cleanup done");
   return report;

@@ -33,6 +33,7 @@ import { cleanupLeftovers, STATE_FILE } from "./force-cleanup.js";
 import { locateHelper } from "./helper-binary.js";
 import { checkHost } from "./host-checks.js";
 import { readTail } from "./log-tail.js";
+import { type EgressNamespace, EgressNetwork } from "./network/egress.js";
 import { locateReaper, type Reaper, startReaper } from "./reaper.js";
 import { DISK_DIR, mountDisk, unmountDisk } from "./sandbox-disk.js";
 import { SockSandbox } from "./sock-sandbox.js";
@@ -64,6 +65,8 @@ export interface SockBackendOptions {
   readonly startTimeoutMs?: number;
   /** Bytes of guest output kept in a sandbox's log (default 1 MiB). */
   readonly logMaxBytes?: number;
+  /** Network `egress`: the block its sandboxes' links are carved from, and how many stay ready. */
+  readonly egress?: { readonly subnet?: string; readonly poolSize?: number };
   /** Override the helper binary (tests, custom builds). */
   readonly helperPath?: string;
   readonly logger?: Logger;
@@ -74,7 +77,7 @@ export const SOCK_CAPABILITIES: SandboxCapabilities = {
   pause: true,
   downsizePausedMemory: true,
   limits: { memory: true, cpu: true, procs: true, disk: true, cpuGroups: true },
-  networkModes: ["host", "none"],
+  networkModes: ["egress", "host", "none"],
   uidPerSandbox: true,
   joinCpuGroup: true,
 };
@@ -100,7 +103,7 @@ type CreateMode =
   | { readonly kind: "child"; readonly forkSocket: string };
 
 /**
- * The SOCK backend: each sandbox is a pid/ipc/uts/mount (and for `network: none`, net)
+ * The SOCK backend: each sandbox is a pid/ipc/uts/mount (and for `network: none`/`egress`, net)
  * namespace rooted in a read-only base, in its own cgroup, running as an unprivileged uid with
  * no capabilities under seccomp. Checks the host when called and throws
  * `BackendUnavailableError` (or `SockHelperMissingError`) saying what is missing.
@@ -135,6 +138,12 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
   const pool = new CgroupPool(driver, options.cgroupPoolSize ?? 8, cgroupPrefix, log);
   const cpuGroups = new CpuGroups(driver, log);
   const hub = new SandboxEventHub("sock");
+  const egress = new EgressNetwork({
+    tag,
+    log,
+    ...(options.egress?.subnet === undefined ? {} : { subnet: options.egress.subnet }),
+    ...(options.egress?.poolSize === undefined ? {} : { poolSize: options.egress.poolSize }),
+  });
   const live = new Set<SockSandbox>();
   const stateRoot = sandboxesDir(workDir);
   const startTimeoutMs = options.startTimeoutMs ?? 10_000;
@@ -164,6 +173,12 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       };
       await writeFile(join(workDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
       void pool.refill();
+      // Namespaces ahead of time, so that an egress create only joins one. A host without
+      // iptables can still run host and none sandboxes: egress creates then say what is missing.
+      void egress
+        .prepare()
+        .then(() => egress.refill())
+        .catch((error: unknown) => log.warn({ err: error }, "egress network not available"));
     })().catch((error: unknown) => {
       ready = undefined;
       throw new SandboxCreateError(`sock backend: preparing ${workDir} failed`, { cause: error });
@@ -195,6 +210,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     let cgroup: SandboxCgroup | undefined;
     let group: GroupHold | undefined;
     let child: ChildProcess | undefined;
+    let netns: EgressNamespace | undefined;
     try {
       await mkdir(stateDir, { mode: 0o700 });
       if (diskDir) await mountDisk(diskDir, spec.limits.diskMb as number);
@@ -214,7 +230,12 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       args.push("--log-max", String(logMax));
       // A zygote's helper still wants a guest uid; its fork server never drops to it.
       if (!zygote) args.push("--uid", String(uid), "--gid", String(gid));
-      args.push("--net", spec.network ?? "host", "--seccomp", features.seccomp ? "1" : "0");
+      const network = spec.network ?? "host";
+      args.push("--net", network, "--seccomp", features.seccomp ? "1" : "0");
+      if (network === "egress") {
+        netns = await egress.take();
+        args.push("--netns", netns.path);
+      }
       args.push("--ppid", String(process.pid));
       for (const file of cgroup.procsFiles) args.push("--cgroup", file);
       const packages: Record<string, string> = { ...spec.packages };
@@ -302,6 +323,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
           onGone: () => {
             live.delete(sandbox);
             if (!zygote) uids.release(uid);
+            if (netns) void egress.release(netns);
             // Its cgroup is gone by now: the group's goes with its last sandbox.
             return group?.release();
           },
@@ -347,6 +369,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     } catch (error) {
       await undo(cgroup, child, stateDir, diskDir ? () => unmountDisk(helper, diskDir) : undefined);
       if (!zygote) uids.release(uid);
+      if (netns) await egress.release(netns);
       await group?.release();
       if (
         error instanceof SandboxCreateError ||
@@ -368,6 +391,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     async cleanup() {
       await Promise.all([...live].map((s) => s.destroy("shutdown")));
       await pool.drain();
+      await egress.close();
       // Nothing of ours is left for it: it finds nothing, removes nothing, and exits.
       await reaper?.close();
       reaper = undefined;

@@ -45,7 +45,9 @@ server.listen("/host/ol.sock");
 `;
 
 /** A TCP listener that counts who connects. */
-async function countingListener(host: string): Promise<{ port: number; count: () => number; server: Server }> {
+async function countingListener(
+  host: string,
+): Promise<{ port: number; count: () => number; server: Server }> {
   let n = 0;
   const server = createServer((s) => {
     n++;
@@ -55,7 +57,8 @@ async function countingListener(host: string): Promise<{ port: number; count: ()
   return { port: (server.address() as AddressInfo).port, count: () => n, server };
 }
 
-const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+const ip = (...args: string[]) =>
+  execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
 
 function hostTcp(host: string, port: number): Promise<string> {
   return new Promise((resolve) => {
@@ -157,12 +160,20 @@ describe.skipIf(whatIsMissing())("sock network egress", () => {
     ...over,
   });
   const get = async <T>(sandbox: Sandbox, path: string): Promise<T> =>
-    (await (await request(`http://guest${path}`, { dispatcher: sandbox.dispatcher })).body.json()) as T;
+    (await (
+      await request(`http://guest${path}`, { dispatcher: sandbox.dispatcher })
+    ).body.json()) as T;
   const reach = async (sandbox: Sandbox, host: string, port: number) =>
     (await get<{ result: string }>(sandbox, `/connect?host=${host}&port=${port}`)).result;
   const addressOf = async (sandbox: Sandbox) => {
-    const ifaces = await get<Record<string, { family: string; address: string }[]>>(sandbox, "/ifaces");
-    return { names: Object.keys(ifaces).sort(), address: ifaces.eth0?.find((a) => a.family === "IPv4")?.address };
+    const ifaces = await get<Record<string, { family: string; address: string }[]>>(
+      sandbox,
+      "/ifaces",
+    );
+    return {
+      names: Object.keys(ifaces).sort(),
+      address: ifaces.eth0?.find((a) => a.family === "IPv4")?.address,
+    };
   };
 
   it("reaches the outside world, and nothing of the host, other sandboxes or link-local", async () => {

@@ -8,13 +8,15 @@
  * most 10 s), GET /read?path=, GET /fill?path=&mb= (writes a file of mb MiB, says how much it
  * wrote and why it stopped), GET /unlink?path=, GET /relink?target= (replaces its own socket
  * with a symbolic link to target and drops its connections), GET /cmdlines (every process's
- * command line it can read). With OL_CONFORMANCE_LINK_SOCKET=target it never listens:
+ * command line it can read), GET /connect?host=&port= (TCP, 1.5 s), GET /gateway (its
+ * default route's). With OL_CONFORMANCE_LINK_SOCKET=target it never listens:
  * it puts a link to target where its socket belongs, as a guest attacking the worker would.
  */
 export const CONFORMANCE_GUEST_SOURCE = `
 import { createServer } from "node:http";
 import { spawn } from "node:child_process";
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeSync } from "node:fs";
+import { connect } from "node:net";
 
 export function start(options = {}) {
   const socketPath = options.socketPath ?? process.env.OL_GUEST_SOCKET ?? "/host/ol.sock";
@@ -135,6 +137,29 @@ export function start(options = {}) {
           json(200, { relinked: true });
           setTimeout(() => server.closeAllConnections(), 5);
           return;
+        case "/connect": {
+          const result = await new Promise((resolve) => {
+            const s = connect({ host: q("host"), port: Number(q("port")), timeout: 1500 });
+            s.once("connect", () => { s.destroy(); resolve("connected"); });
+            s.once("timeout", () => { s.destroy(); resolve("timeout"); });
+            s.once("error", (e) => resolve(e.code));
+          });
+          json(200, { result });
+          return;
+        }
+        case "/gateway": {
+          // The default route's gateway, from /proc/net/route (hex, little-endian).
+          let gateway = null;
+          try {
+            for (const line of readFileSync("/proc/net/route", "utf8").split("\\n").slice(1)) {
+              const f = line.trim().split(/\\s+/);
+              if (f[1] === "00000000" && f[2] && f[2] !== "00000000")
+                gateway = [0, 1, 2, 3].map((i) => parseInt(f[2].slice(6 - 2 * i, 8 - 2 * i), 16)).join(".");
+            }
+          } catch {}
+          json(200, { gateway });
+          return;
+        }
         case "/cmdlines": {
           const lines = [];
           for (const pid of readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p))) {

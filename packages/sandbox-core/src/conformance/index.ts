@@ -18,6 +18,7 @@ export type ConformanceCheck =
   | "procs-limit"
   | "disk-limit"
   | "network-none"
+  | "network-egress"
   | "unprivileged-guest"
   | "stats-memory"
   | "host-paths-hidden"
@@ -433,6 +434,38 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     );
 
     check(
+      "network-egress",
+      (b) => b.capabilities.networkModes.includes("egress"),
+      "network egress: nothing on the host is reachable, its loopback nor its addresses",
+      async () => {
+        const listener = await countingTcpListener();
+        const sandbox = await backend.create(spec({ network: "egress" }));
+        try {
+          expect(await get(sandbox, "/ping")).toEqual({ status: 200, text: "pong" });
+          const { gateway } = await getJson<{ gateway: string | null }>(sandbox, "/gateway");
+          // Its own network: a route out, through a gateway that is not the host's loopback.
+          expect(gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+          const results = await Promise.all(
+            ["127.0.0.1", gateway as string].map(
+              async (host) =>
+                (
+                  await getJson<{ result: string }>(
+                    sandbox,
+                    `/connect?host=${host}&port=${listener.port}`,
+                  )
+                ).result,
+            ),
+          );
+          for (const r of results) expect(r).not.toBe("connected");
+          expect(listener.connections()).toBe(0);
+        } finally {
+          await sandbox.destroy();
+          await listener.close();
+        }
+      },
+    );
+
+    check(
       "fork",
       (b) => b.capabilities.fork,
       "forks a child sandbox from a zygote",
@@ -636,5 +669,26 @@ async function decoySocket(): Promise<{
       await new Promise((resolve) => server.close(resolve));
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A TCP listener on every host address that counts who connects: the worker's port, say. */
+async function countingTcpListener(): Promise<{
+  port: number;
+  connections: () => number;
+  close: () => Promise<void>;
+}> {
+  let connections = 0;
+  const server = createServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "0.0.0.0", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    port,
+    connections: () => connections,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
