@@ -16,7 +16,7 @@ import { tempDir, testBase, whatIsMissing } from "./support.js";
  * the test itself made listen (or made sure nothing else answers): if isolation fails, the
  * traffic lands on the test's own listeners, never anywhere else.
  */
-const NET_GUEST = String.raw`
+const NET_GUEST = `
 import { createServer } from "node:http";
 import { createServer as tcpServer, connect } from "node:net";
 import { networkInterfaces } from "node:os";
