@@ -270,8 +270,19 @@ export class ZygotePool {
   ) {
     const handler = join(entry.dir, "handler");
     const t0 = performance.now();
-    // Before the lambda's code runs in it: from here on it takes its lambda's CPU share.
-    if (spec.cpuGroup) await entry.sandbox.joinCpuGroup(spec.cpuGroup);
+    if (spec.cpuGroup) {
+      const group = spec.cpuGroup;
+      // Off the cold path: moving a task between cgroups waits for an RCU grace period (about
+      // 20 ms here, the whole of a warm hand-over). Until the move lands the runtime is held by
+      // its own quota; a failed move ends the sandbox rather than leave it outside its group.
+      void entry.sandbox.joinCpuGroup(group).catch(async (error: unknown) => {
+        this.#log.warn(
+          { sandbox: entry.sandbox.id, cpuGroup: group.name, err: error },
+          "a ready runtime could not join its lambda's CPU group; destroying it",
+        );
+        await entry.sandbox.destroy("cpu-group-failed").catch(() => {});
+      });
+    }
     await linkTree(code.dir, handler, vendored ? new Set() : new Set(["node_modules"]));
     this.#opts.timers.record("zygote-link", performance.now() - t0);
     if (deps) {

@@ -221,39 +221,45 @@ class V1Driver implements CgroupDriver {
     const from = cgroup.cpuDir;
     const to = join(this.#groupDir(group), cgroup.name);
     await mkdir(to);
-    const move = async (src: string, dst: string) =>
-      pollUntil(
-        async () => {
-          const left = await readPids(join(src, "cgroup.procs"));
-          for (const pid of left) {
-            // A task that exited meanwhile is no longer there to move (ESRCH).
-            await write(join(dst, "cgroup.procs"), String(pid)).catch((error) => {
-              if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
-            });
-          }
-          return left.length === 0;
-        },
-        2000,
-        `move the tasks of ${src}`,
-      );
+    /** Moves the tasks `src` lists now; resolves how many it saw. */
+    const moveOnce = async (src: string, dst: string): Promise<number> => {
+      const left = await readPids(join(src, "cgroup.procs"));
+      for (const pid of left) {
+        // A task that exited meanwhile is no longer there to move (ESRCH).
+        await write(join(dst, "cgroup.procs"), String(pid)).catch((error) => {
+          if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+        });
+      }
+      return left.length;
+    };
+    const move = (src: string, dst: string) =>
+      pollUntil(async () => (await moveOnce(src, dst)) === 0, 2000, `move the tasks of ${src}`);
+    let froze = false;
     try {
-      if (!frozen) await cgroup.freeze(2000);
+      // Unfrozen first: an idle sandbox (a ready runtime at hand-over, before any lambda code)
+      // has nothing that forks, and a freeze and thaw cost tens of ms on the cold path. Only
+      // tasks that keep appearing need the freezer to hold them while the rest move.
+      let settled = frozen;
+      for (let pass = 0; pass < 3 && !settled; pass++) settled = (await moveOnce(from, to)) === 0;
+      if (!settled) {
+        await cgroup.freeze(2000);
+        froze = true;
+      }
       await move(from, to);
     } catch (error) {
       await move(to, from).catch(() => {});
       await removeDir(to).catch(() => {});
       throw error;
     } finally {
-      if (!frozen) await cgroup.thaw(2000);
+      if (froze) await cgroup.thaw(2000);
     }
     // cpuacct, when it moves with cpu, counts from zero in the new cgroup.
     const offsetUs = this.#withCpu.includes("cpuacct")
       ? Math.round((await readNumber(join(from, "cpuacct.usage"))) / 1000)
       : 0;
     cgroup.moveCpu(to, this.#withCpu, offsetUs);
-    await removeDir(from).catch(() => {
-      // Still listed as busy: removed with the sandbox's cgroup instead.
-    });
+    // Off the hand-over's path; still listed as busy, it goes with the sandbox's cgroup instead.
+    void removeDir(from).catch(() => {});
   }
 }
 

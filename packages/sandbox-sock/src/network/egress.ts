@@ -24,7 +24,7 @@ export interface EgressOptions {
   readonly tag: string;
   /** Addresses for sandboxes' links, one /30 each (default 10.201.0.0/16). */
   readonly subnet?: string;
-  /** Namespaces kept ready (default 4). */
+  /** Namespaces kept ready (default 8: ready runtimes refill in bursts). */
   readonly poolSize?: number;
   readonly log: Logger;
 }
@@ -70,7 +70,7 @@ export class EgressNetwork {
   constructor(options: EgressOptions) {
     this.#tag = options.tag;
     this.#subnet = parseSubnet(options.subnet ?? "10.201.0.0/16");
-    this.#poolSize = options.poolSize ?? 4;
+    this.#poolSize = options.poolSize ?? 8;
     this.#log = options.log;
     this.#names = egressNames(options.tag);
   }
