@@ -1,7 +1,7 @@
 /*
  * ol-sock-reaper: ends a SOCK backend's sandboxes when its worker is gone, however it went.
  *
- *   ol-sock-reaper --tag TAG
+ *   ol-sock-reaper --tag TAG [--mounts-under DIR] [--netns-prefix TAG-n]
  *     stdin:  PREFIX \0 PARENT \0 [PARENT \0 ...] \0     then held open by the worker
  *     stdout: "ready\n" once the header is read and every PARENT checked
  *
@@ -24,6 +24,12 @@
  * opened relative to that directory, again without following links. The PARENTs are reopened
  * at EOF, so a parent that was removed and made again is still the one swept.
  *
+ * After the sweep, with --mounts-under DIR (the backend's sandboxes dir), it lazily unmounts
+ * every mount under DIR (the sandboxes' disk tmpfs: their pages are memory, held until then),
+ * and with --netns-prefix (which must start with TAG) it deletes the network namespaces of that
+ * name in /run/netns (what `ip netns delete` does): a dead worker leaves no disk and no egress
+ * link behind. Both act in the reaper's mount namespace, the host's.
+ *
  * Exit status: 0 when every matching cgroup is gone, 1 when some could not be emptied or
  * removed in time (said on stderr), 2 when the arguments or the header are refused (nothing
  * was touched).
@@ -38,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -305,10 +312,104 @@ static int sweep(void) {
   return left > 0 || busy > 0;
 }
 
+/* mountinfo escapes space, tab, newline and backslash in paths as \ooo; undone in place. */
+static void unescape(char *s) {
+  char *out = s;
+  for (char *in = s; *in; in++) {
+    if (in[0] == '\\' && in[1] >= '0' && in[1] <= '7' && in[2] >= '0' && in[2] <= '7' &&
+        in[3] >= '0' && in[3] <= '7') {
+      *out++ = (char)(((in[1] - '0') << 6) | ((in[2] - '0') << 3) | (in[3] - '0'));
+      in += 3;
+    } else {
+      *out++ = *in;
+    }
+  }
+  *out = 0;
+}
+
+/* Lazily unmounts every mount point below `dir`, the newest (deepest) first. */
+static int unmount_under(const char *dir) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return 1;
+  size_t dlen = strlen(dir);
+  char *points[1024];
+  int n = 0;
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0 && n < 1024) {
+    /* id parent major:minor root MOUNTPOINT ... */
+    char *save = NULL, *field = strtok_r(line, " ", &save);
+    for (int i = 0; field && i < 4; i++) field = strtok_r(NULL, " ", &save);
+    if (!field) continue;
+    unescape(field);
+    if (strncmp(field, dir, dlen) == 0 && field[dlen] == '/') points[n++] = strdup(field);
+  }
+  free(line);
+  fclose(f);
+  int failed = 0;
+  for (int i = n - 1; i >= 0; i--) {
+    if (points[i] && umount2(points[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL &&
+        errno != ENOENT) {
+      say("unmount %s: %s", points[i], strerror(errno));
+      failed = 1;
+    }
+    free(points[i]);
+  }
+  return failed;
+}
+
+/* Deletes /run/netns/PREFIX* as `ip netns delete` does: unmount the nsfs bind, unlink it. */
+static int remove_namespaces(const char *netns_prefix) {
+  DIR *d = opendir("/run/netns");
+  if (!d) return 0;
+  int failed = 0;
+  size_t plen = strlen(netns_prefix);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, netns_prefix, plen) != 0 || strchr(e->d_name, '/')) continue;
+    char path[512];
+    if (snprintf(path, sizeof path, "/run/netns/%s", e->d_name) >= (int)sizeof path) continue;
+    umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
+    if (unlink(path) < 0 && errno != ENOENT) {
+      say("remove %s: %s", path, strerror(errno));
+      failed = 1;
+    }
+  }
+  closedir(d);
+  return failed;
+}
+
+/* An absolute path without empty, `.` or `..` components. */
+static int plain_path(const char *p) {
+  if (p[0] != '/' || strlen(p) < 2 || strlen(p) > 4000) return 0;
+  if (strstr(p, "//") || strstr(p, "/./") || strstr(p, "/../")) return 0;
+  size_t n = strlen(p);
+  if (p[n - 1] == '/' || (n >= 2 && strcmp(p + n - 2, "/.") == 0) ||
+      (n >= 3 && strcmp(p + n - 3, "/..") == 0))
+    return 0;
+  return 1;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3 || strcmp(argv[1], "--tag") != 0 || strncmp(argv[2], "ol-", 3) != 0 ||
-      !plain_name(argv[2])) {
-    fprintf(stderr, "usage: ol-sock-reaper --tag TAG  (header on stdin)\n");
+  const char *mounts_under = NULL, *netns_prefix = NULL;
+  int bad = argc < 3 || strcmp(argv[1], "--tag") != 0 || strncmp(argv[2], "ol-", 3) != 0 ||
+            !plain_name(argv[2]);
+  for (int i = 3; !bad && i < argc; i += 2) {
+    if (i + 1 >= argc) bad = 1;
+    else if (strcmp(argv[i], "--mounts-under") == 0) mounts_under = argv[i + 1];
+    else if (strcmp(argv[i], "--netns-prefix") == 0) netns_prefix = argv[i + 1];
+    else bad = 1;
+  }
+  if (!bad && mounts_under && !plain_path(mounts_under)) bad = 1;
+  /* Only this worker's namespaces: the prefix is the tag and more, and a plain name. */
+  if (!bad && netns_prefix &&
+      (strncmp(netns_prefix, argv[2], strlen(argv[2])) != 0 ||
+       strlen(netns_prefix) <= strlen(argv[2]) || strchr(netns_prefix, '/')))
+    bad = 1;
+  if (bad) {
+    fprintf(stderr,
+            "usage: ol-sock-reaper --tag TAG [--mounts-under DIR] [--netns-prefix TAG-n]  "
+            "(header on stdin)\n");
     return 2;
   }
   tag = argv[2];
@@ -336,5 +437,8 @@ int main(int argc, char **argv) {
     ssize_t n = read(0, buf, sizeof buf);
     if (n == 0 || (n < 0 && errno != EINTR)) break;
   }
-  return sweep();
+  int failed = sweep();
+  if (mounts_under) failed |= unmount_under(mounts_under);
+  if (netns_prefix) failed |= remove_namespaces(netns_prefix);
+  return failed;
 }

@@ -34,6 +34,10 @@ export interface ReaperOptions {
   readonly prefix: string;
   /** The backend's cgroup parents, one per hierarchy. */
   readonly parents: readonly string[];
+  /** Mounts below this dir (sandboxes' disk tmpfs) are lazily unmounted after the sweep. */
+  readonly mountsUnder?: string;
+  /** Network namespaces in /run/netns with this prefix (egress sandboxes') are deleted. */
+  readonly netnsPrefix?: string;
   readonly log: Logger;
 }
 
@@ -51,8 +55,11 @@ export interface Reaper {
  */
 export async function startReaper(options: ReaperOptions): Promise<Reaper> {
   // Its own session (detached), so nothing sent to the worker's process group reaches it; the
-  // parents go on stdin, so argv carries only the tag force cleanup looks for.
-  const child = spawn(options.path, ["--tag", options.tag], {
+  // parents go on stdin. No guest can see its /proc (each sandbox has its own pid namespace).
+  const args = ["--tag", options.tag];
+  if (options.mountsUnder) args.push("--mounts-under", options.mountsUnder);
+  if (options.netnsPrefix) args.push("--netns-prefix", options.netnsPrefix);
+  const child = spawn(options.path, args, {
     argv0: REAPER_NAME,
     cwd: "/",
     detached: true,

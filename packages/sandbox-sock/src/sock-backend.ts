@@ -33,7 +33,7 @@ import { cleanupLeftovers, STATE_FILE } from "./force-cleanup.js";
 import { locateHelper } from "./helper-binary.js";
 import { checkHost } from "./host-checks.js";
 import { readTail } from "./log-tail.js";
-import { type EgressNamespace, EgressNetwork } from "./network/egress.js";
+import { type EgressNamespace, EgressNetwork, egressNames } from "./network/egress.js";
 import { locateReaper, type Reaper, startReaper } from "./reaper.js";
 import { DISK_DIR, mountDisk, unmountDisk } from "./sandbox-disk.js";
 import { SockSandbox } from "./sock-sandbox.js";
@@ -162,6 +162,10 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
         tag,
         prefix: cgroupPrefix,
         parents: driver.parentDirs,
+        // A dead worker's sandboxes leave no disk (their tmpfs pages are memory) and no egress
+        // namespace behind either.
+        mountsUnder: stateRoot,
+        netnsPrefix: egressNames(tag).netnsPrefix,
         log,
       });
       // What forceCleanup needs beyond the tag: where this worker's cgroups are.

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { detectCgroupLayout, V1_CONTROLLERS } from "../src/cgroup/layout.js";
 import { forceCleanup } from "../src/force-cleanup.js";
 import { readMountInfo } from "../src/mountinfo.js";
+import { egressNames } from "../src/network/egress.js";
 import { sockBackend } from "../src/sock-backend.js";
 import type { SockSandbox } from "../src/sock-sandbox.js";
 import { sandboxesDir, workerTag } from "../src/worker-tag.js";
@@ -282,6 +283,21 @@ describe.skipIf(whatIsMissing())("sock cleanup", () => {
           { timeout: 2000 },
         )
         .toEqual({ cgroups: [], reaper: [] });
+
+      // Nor disks (tmpfs pages are memory) nor egress namespaces of the killed worker's sandboxes.
+      const killedDirs = sandboxes.map((s) => `${work.path}/sandboxes/${s.id}/`);
+      const ours = egressNames(workerTag(work.path)).netnsPrefix;
+      await expect
+        .poll(
+          () => ({
+            mounts: readMountInfo()
+              .map((m) => m.mountPoint)
+              .filter((p) => killedDirs.some((d) => p.startsWith(d))),
+            namespaces: readdirSync("/run/netns").filter((n) => n.startsWith(ours)),
+          }),
+          { timeout: 3000 },
+        )
+        .toEqual({ mounts: [], namespaces: [] });
 
       const res = await request("http://guest/ping", { dispatcher: survivor.dispatcher });
       expect(await res.body.text()).toBe("pong");
