@@ -1,4 +1,5 @@
 export { channels, type SandboxEventMessage } from "./diagnostics.js";
+export { mountDiskTmpfs } from "./disk-tmpfs.js";
 export {
   BackendError,
   BackendUnavailableError,

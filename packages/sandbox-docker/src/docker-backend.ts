@@ -7,6 +7,7 @@ import {
   handOverTree,
   type Logger,
   makeReadableByGuest,
+  mountDiskTmpfs,
   type Sandbox,
   type SandboxBackend,
   type SandboxCapabilities,
@@ -26,7 +27,7 @@ import { DockerSandbox, removeContainer, waitForExit } from "./docker-sandbox.js
 import { engineSocketPath } from "./engine-address.js";
 import { DockerEngine, type EngineVersion } from "./engine-client.js";
 import { DockerBaseImageError } from "./errors.js";
-import { canMountDisks, mountDisk, unmountDisk } from "./host-disk.js";
+import { canMountDisks, unmountDisk } from "./host-disk.js";
 import { LABEL_INSTANCE, labelFilter } from "./labels.js";
 import { demultiplexDockerStream } from "./stream-demux.js";
 
@@ -201,7 +202,7 @@ export function dockerBackend(options: DockerBackendOptions = {}): DockerBackend
     };
     try {
       if (onDisk) {
-        await mountDisk(ownedDir as string, diskMb as number);
+        await mountDiskTmpfs(ownedDir as string, diskMb as number);
         await Promise.all([mkdir(scratchDir), mkdir(tmpDir as string)]);
       }
       await prepareHostDirs(spec, scratchDir, ownsScratch, uid, gid, tmpDir);

@@ -27,8 +27,8 @@
  * After the sweep, with --mounts-under DIR (the backend's sandboxes dir), it lazily unmounts
  * every mount under DIR (the sandboxes' disk tmpfs: their pages are memory, held until then),
  * and with --netns-prefix (which must start with TAG) it deletes the network namespaces of that
- * name in /run/netns (what `ip netns delete` does): a dead worker leaves no disk and no egress
- * link behind. Both act in the reaper's mount namespace, the host's.
+ * name in /run/netns (what `ip netns delete` does) and its claims on their addresses
+ * (/run/ol-egress/<slot>, a link to TAG): a dead worker leaves no disk and no egress link behind. Both act in the reaper's mount namespace, the host's.
  *
  * Exit status: 0 when every matching cgroup is gone, 1 when some could not be emptied or
  * removed in time (said on stderr), 2 when the arguments or the header are refused (nothing
@@ -376,6 +376,21 @@ static int remove_namespaces(const char *netns_prefix) {
     }
   }
   closedir(d);
+  /* And the worker's claims on their link addresses: /run/ol-egress/<slot> -> TAG. */
+  if ((d = opendir("/run/ol-egress")) != NULL) {
+    int dfd = dirfd(d);
+    while ((e = readdir(d)) != NULL) {
+      char target[MAX_NAME + 2];
+      ssize_t n = readlinkat(dfd, e->d_name, target, sizeof target - 1);
+      if (n <= 0) continue;
+      target[n] = 0;
+      if (strcmp(target, tag) == 0 && unlinkat(dfd, e->d_name, 0) < 0 && errno != ENOENT) {
+        say("remove /run/ol-egress/%s: %s", e->d_name, strerror(errno));
+        failed = 1;
+      }
+    }
+    closedir(d);
+  }
   return failed;
 }
 

@@ -11,6 +11,7 @@ import {
   handOverTree,
   type Logger,
   makeReadableByGuest,
+  mountDiskTmpfs,
   type Sandbox,
   type SandboxBackend,
   type SandboxCapabilities,
@@ -35,7 +36,7 @@ import { checkHost } from "./host-checks.js";
 import { readTail } from "./log-tail.js";
 import { type EgressNamespace, EgressNetwork, egressNames } from "./network/egress.js";
 import { locateReaper, type Reaper, startReaper } from "./reaper.js";
-import { DISK_DIR, mountDisk, unmountDisk } from "./sandbox-disk.js";
+import { DISK_DIR, unmountDisk } from "./sandbox-disk.js";
 import { SockSandbox } from "./sock-sandbox.js";
 import { sandboxesDir, workerTag } from "./worker-tag.js";
 
@@ -217,7 +218,7 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
     let netns: EgressNamespace | undefined;
     try {
       await mkdir(stateDir, { mode: 0o700 });
-      if (diskDir) await mountDisk(diskDir, spec.limits.diskMb as number);
+      if (diskDir) await mountDiskTmpfs(diskDir, spec.limits.diskMb as number);
       await Promise.all([
         guestDir(tmpDir, uid, gid),
         ownScratch ? guestDir(scratchDir, uid, gid) : handOverTree(scratchDir, uid, gid),

@@ -234,6 +234,28 @@ describe.skipIf(whatIsMissing())("sock network egress", () => {
     expect(pooled.some((n) => !after.includes(n))).toBe(true);
   });
 
+  it("gives two workers on one host links of different addresses, from one subnet", async () => {
+    const otherWork = await tempDir("ol-sock-net-other-");
+    const other = sockBackend({
+      workDir: otherWork.path,
+      baseDir: await testBase(),
+      egress: { poolSize: 1 },
+    });
+    try {
+      const [a, b] = await Promise.all([backend.create(spec()), other.create(spec())]);
+      const [ia, ib] = await Promise.all([addressOf(a), addressOf(b)]);
+      expect(ia.address).toMatch(/^10\.201\./);
+      expect(ib.address).toMatch(/^10\.201\./);
+      expect(ib.address).not.toBe(ia.address);
+      // Each still reaches the outside world through its own link.
+      expect(await reach(b, inetAddr, 8081)).toBe("connected");
+      await Promise.all([a.destroy(), b.destroy()]);
+    } finally {
+      await other.cleanup();
+      await otherWork.remove();
+    }
+  });
+
   it("cleanup removes every namespace and the firewall chains", async () => {
     const names = egressNames(workerTag(work.path));
     await backend.cleanup();

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, symlink, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { BackendUnavailableError, type Logger, SandboxCreateError } from "@openlambda/sandbox-core";
 import { type Ipv4Subnet, parseSubnet, slotAddresses } from "./subnet.js";
@@ -8,6 +9,14 @@ const run = promisify(execFile);
 
 /** Where `ip netns` keeps its namespaces (bind-mounted nsfs files). */
 export const NETNS_DIR = "/run/netns";
+
+/**
+ * Host-wide claims on link addresses: `<slot>` is a symbolic link to the tag of the worker using
+ * that /30. Every worker on a host carves the same default subnet, so a slot is taken by
+ * creating its link, which only one can do (EEXIST for the others): two workers, or two backends
+ * on one work dir, never give two links one address.
+ */
+export const SLOTS_DIR = "/run/ol-egress";
 
 /** A network namespace made ahead of time for one `egress` sandbox, used once. */
 export interface EgressNamespace {
@@ -61,7 +70,6 @@ export class EgressNetwork {
   readonly #log: Logger;
   readonly #names: ReturnType<typeof egressNames>;
   readonly #ready: EgressNamespace[] = [];
-  readonly #usedSlots = new Set<number>();
   #nextSlot = 0;
   #refilling: Promise<void> | undefined;
   #prepared: Promise<void> | undefined;
@@ -114,7 +122,7 @@ export class EgressNetwork {
     await deleteNamespace(ns.name).catch((error: unknown) =>
       this.#log.warn({ err: error, netns: ns.name }, "deleting a network namespace failed"),
     );
-    this.#usedSlots.delete(slotOf(ns));
+    await unlink(join(SLOTS_DIR, String(slotOf(ns)))).catch(() => {});
   }
 
   /** Makes namespaces until `poolSize` are ready; one refill at a time. */
@@ -140,12 +148,15 @@ export class EgressNetwork {
     this.#closed = true;
     await this.#refilling;
     await Promise.all(this.#ready.splice(0).map((ns) => this.release(ns)));
-    if (this.#prepared) await removeFirewall(this.#names).catch(() => {});
+    // The chains are the tag's: another backend on this work dir may still have sandboxes
+    // behind them, which must not lose their firewall.
+    if (this.#prepared && (await slotsOf(this.#tag)).length === 0)
+      await removeFirewall(this.#names).catch(() => {});
     this.#prepared = undefined;
   }
 
   async #make(): Promise<EgressNamespace> {
-    const slot = this.#takeSlot();
+    const slot = await this.#takeSlot();
     const { address, gateway, prefix } = slotAddresses(this.#subnet, slot);
     const name = `${this.#names.netnsPrefix}${slot.toString(16).padStart(4, "0")}`;
     const link = `${this.#names.linkPrefix}${slot.toString(16).padStart(4, "0")}`;
@@ -170,22 +181,26 @@ export class EgressNetwork {
       return { path: `${NETNS_DIR}/${name}`, name, address, gateway };
     } catch (error) {
       await deleteNamespace(name).catch(() => {});
-      this.#usedSlots.delete(slot);
+      await unlink(join(SLOTS_DIR, String(slot))).catch(() => {});
       throw new SandboxCreateError(`sock backend: making network namespace ${name} failed`, {
         cause: error,
       });
     }
   }
 
-  #takeSlot(): number {
+  async #takeSlot(): Promise<number> {
     const slots = this.#subnet.slots;
+    await mkdir(SLOTS_DIR, { recursive: true, mode: 0o755 });
     for (let i = 0; i < slots; i++) {
       const slot = (this.#nextSlot + i) % slots;
-      if (!this.#usedSlots.has(slot)) {
-        this.#usedSlots.add(slot);
-        this.#nextSlot = (slot + 1) % slots;
-        return slot;
+      try {
+        await symlink(this.#tag, join(SLOTS_DIR, String(slot)));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "EEXIST") continue;
+        throw error;
       }
+      this.#nextSlot = (slot + 1) % slots;
+      return slot;
     }
     throw new SandboxCreateError(
       `sock backend: every egress address of ${this.#subnet.cidr} is in use (${slots} sandboxes)`,
@@ -334,6 +349,7 @@ export async function cleanupEgress(tag: string): Promise<number> {
     )
       removed++;
   }
+  for (const slot of await slotsOf(tag)) await unlink(join(SLOTS_DIR, slot)).catch(() => {});
   if (
     await run("iptables", ["-V"]).then(
       () => true,
@@ -342,4 +358,13 @@ export async function cleanupEgress(tag: string): Promise<number> {
   )
     await removeFirewall(names).catch(() => {});
   return removed;
+}
+
+/** The slot claims (names in SLOTS_DIR) that belong to `tag`. */
+async function slotsOf(tag: string): Promise<string[]> {
+  const mine: string[] = [];
+  for (const name of await readdir(SLOTS_DIR).catch(() => [] as string[])) {
+    if ((await readlink(join(SLOTS_DIR, name)).catch(() => "")) === tag) mine.push(name);
+  }
+  return mine;
 }
