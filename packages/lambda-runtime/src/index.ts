@@ -19,10 +19,10 @@ export {
   type LimitMaxima,
   parseLambdaConfig,
 } from "./lambda-config.js";
-export { SandboxedInstance } from "./manager/instance.js";
+export { type ReadySandbox, SandboxedInstance } from "./manager/instance.js";
 export { LambdaFunction } from "./manager/lambda-function.js";
 export { LambdaManager, type LambdaManagerOptions } from "./manager/lambda-manager.js";
-export { MemoryPool } from "./manager/memory-pool.js";
+export { MemoryPool, Reservation } from "./manager/memory-pool.js";
 export {
   DEPS_PACKAGE,
   type InstalledDeps,

@@ -16,7 +16,7 @@ import {
   lengthMismatch,
   protocolError,
 } from "./guest-answer.js";
-import type { MemoryPool } from "./memory-pool.js";
+import type { MemoryPool, Reservation } from "./memory-pool.js";
 import type { Timers } from "./timers.js";
 
 export interface InstanceOptions {
@@ -37,7 +37,13 @@ export interface InstanceOptions {
    */
   readonly concurrency: number;
   /** A ready sandbox with the code loaded (a zygote), tried before a cold create. */
-  readonly takeReady?: () => Promise<{ sandbox: Sandbox; release: () => void } | undefined>;
+  readonly takeReady?: () => Promise<ReadySandbox | undefined>;
+}
+
+/** A ready sandbox handed to an instance, with the memory reservation it now owns. */
+export interface ReadySandbox {
+  readonly sandbox: Sandbox;
+  readonly reservation: Reservation;
 }
 
 // Hop-by-hop headers and those undici manages itself never go to the guest.
@@ -197,22 +203,22 @@ export class SandboxedInstance implements LambdaInstance {
   async #provision(): Promise<Sandbox> {
     const ready = await this.#opts.takeReady?.().catch(() => undefined);
     let sandbox: Sandbox;
-    let release: () => void;
+    let reservation: Reservation;
     if (ready) {
-      ({ sandbox, release } = ready);
+      ({ sandbox, reservation } = ready);
     } else {
-      release = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
+      reservation = await this.#opts.pool.acquire(this.#opts.spec.limits.memoryMb);
       try {
         sandbox = await this.#opts.timers.time("sandbox-create", () =>
           this.#opts.backend.create(this.#opts.spec),
         );
       } catch (error) {
-        release();
+        reservation.release();
         throw error;
       }
     }
+    reservation.bindTo(sandbox);
     void sandbox.dead.then((reason) => {
-      release();
       this.#opts.logger.debug({ sandbox: sandbox.id, lambda: this.lambda, reason }, "sandbox gone");
       if (this.#sandbox === sandbox) this.#sandbox = undefined;
       this.#opts.onAvailable();

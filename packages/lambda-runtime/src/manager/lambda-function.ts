@@ -1,10 +1,10 @@
-import type { Logger, Sandbox, SandboxBackend, SandboxSpec } from "@openlambda/sandbox-core";
+import type { Logger, SandboxBackend, SandboxSpec } from "@openlambda/sandbox-core";
 import type { InvokeRequest, InvokeResponse } from "../contracts.js";
 import { MethodNotAllowedError, QueueFullError, WorkerShuttingDownError } from "../errors.js";
 import { allowedMethods } from "../lambda-config.js";
 import type { CodeLease } from "../registry/code-store.js";
 import type { LambdaCode } from "../registry/directory-registry.js";
-import { SandboxedInstance } from "./instance.js";
+import { type ReadySandbox, SandboxedInstance } from "./instance.js";
 import type { MemoryPool } from "./memory-pool.js";
 import type { Timers } from "./timers.js";
 
@@ -24,10 +24,7 @@ export interface FunctionOptions {
   /** Told when an instance of this function goes idle (the evictor may now take it). */
   readonly onInstanceIdle: () => void;
   /** A ready sandbox (zygote) for a new instance of this code, when one fits. */
-  readonly takeReady?: (
-    code: LambdaCode,
-    spec: SandboxSpec,
-  ) => Promise<{ sandbox: Sandbox; release: () => void } | undefined>;
+  readonly takeReady?: (code: LambdaCode, spec: SandboxSpec) => Promise<ReadySandbox | undefined>;
 }
 
 interface Pending {

@@ -1,4 +1,53 @@
+import type { Sandbox } from "@openlambda/sandbox-core";
 import { MemoryPoolExhaustedError } from "../errors.js";
+
+/**
+ * Memory reserved in a `MemoryPool` for one sandbox. Exactly one owner holds it at a time; the
+ * memory returns to the pool once, however many paths (destroy, crash, eviction, shutdown) end
+ * the sandbox. Owners bind it to their sandbox's death rather than decide from their own
+ * bookkeeping whether the memory is theirs to give back: that inference is what leaked.
+ */
+export class Reservation {
+  readonly mb: number;
+  #free: (() => void) | undefined;
+
+  constructor(mb: number, free: () => void) {
+    this.mb = mb;
+    this.#free = free;
+  }
+
+  /** Released, or handed over to a new owner (this handle then frees nothing). */
+  get released(): boolean {
+    return this.#free === undefined;
+  }
+
+  /** Gives the memory back; later calls (and calls on a handed-over handle) do nothing. */
+  release(): void {
+    const free = this.#free;
+    this.#free = undefined;
+    free?.();
+  }
+
+  /** Releases when `sandbox` dies, whoever or whatever ends it. */
+  bindTo(sandbox: Pick<Sandbox, "dead">): this {
+    void sandbox.dead.then(
+      () => this.release(),
+      () => this.release(),
+    );
+    return this;
+  }
+
+  /**
+   * Moves the reservation to a new owner: the returned handle owns the memory, this one (and any
+   * binding made through it) no longer frees anything. The new owner binds it to its sandbox.
+   */
+  handOver(): Reservation {
+    const free = this.#free;
+    if (!free) throw new Error("memory pool: hand-over of a released reservation");
+    this.#free = undefined;
+    return new Reservation(this.mb, free);
+  }
+}
 
 interface Waiter {
   readonly mb: number;
@@ -37,8 +86,8 @@ export class MemoryPool {
     return this.#waiters.length;
   }
 
-  /** Reserves `mb`, waiting for memory in FIFO order; resolves to the release function. */
-  async acquire(mb: number): Promise<() => void> {
+  /** Reserves `mb`, waiting for memory in FIFO order. */
+  async acquire(mb: number): Promise<Reservation> {
     if (mb > this.totalMb) {
       throw new MemoryPoolExhaustedError(
         `a sandbox needs ${mb} MiB but the whole memory pool (mem_pool_mb) is ${this.totalMb} MiB`,
@@ -62,13 +111,10 @@ export class MemoryPool {
         this.#onPressure(this.#neededMb());
       });
     }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
+    return new Reservation(mb, () => {
       this.#usedMb -= mb;
       this.#wake();
-    };
+    });
   }
 
   /** MiB the waiters need beyond what is free (0 when nobody waits). */

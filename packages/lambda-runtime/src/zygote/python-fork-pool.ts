@@ -9,7 +9,7 @@ import {
   type SandboxSpec,
   silentLogger,
 } from "@openlambda/sandbox-core";
-import type { MemoryPool } from "../manager/memory-pool.js";
+import type { MemoryPool, Reservation } from "../manager/memory-pool.js";
 import type { Timers } from "../manager/timers.js";
 import type { InstalledPython, PipInstaller } from "../python/pip-installer.js";
 import { normalizePackageName } from "../python/requirements.js";
@@ -49,7 +49,8 @@ export interface PythonForkPoolOptions {
 
 interface Zygote {
   readonly sandbox: Sandbox;
-  readonly release: () => void;
+  /** Bound to the zygote's sandbox. */
+  readonly reservation: Reservation;
   children: number;
 }
 
@@ -137,7 +138,8 @@ export class PythonForkPool {
     code: LambdaCode,
     spec: SandboxSpec,
   ): Promise<TakenSandbox | undefined> {
-    const release = await this.#opts.pool.acquire(spec.limits.memoryMb);
+    // The child's memory: the pool holds it until the fork succeeds, then hands it over.
+    const reservation = await this.#opts.pool.acquire(spec.limits.memoryMb);
     let current: Zygote | undefined = zygote;
     for (let attempt = 0; attempt < 2 && current; attempt++) {
       const z: Zygote = current;
@@ -148,7 +150,7 @@ export class PythonForkPool {
           z.children--;
         });
         this.#hits.set(node, (this.#hits.get(node) ?? 0) + 1);
-        return { sandbox: child, release, node };
+        return { sandbox: child, reservation: reservation.handOver(), node };
       } catch (error) {
         this.#failures++;
         this.#log.warn(
@@ -160,7 +162,7 @@ export class PythonForkPool {
         if (attempt === 0) current = await this.#ensure(node);
       }
     }
-    release();
+    reservation.release();
     return undefined;
   }
 
@@ -255,7 +257,7 @@ export class PythonForkPool {
     const pkgDirs = installed?.packages ?? {};
     const imports = [...GUEST_MODULES];
     for (const dir of Object.values(pkgDirs)) imports.push(...(await topLevelModules(dir)));
-    const release = await this.#opts.pool.acquire(mb);
+    const reservation = await this.#opts.pool.acquire(mb);
     let sandbox: Sandbox;
     try {
       sandbox = await this.#opts.backend.create({
@@ -277,12 +279,11 @@ export class PythonForkPool {
         labels: { role: "python-zygote", node },
       });
     } catch (error) {
-      release();
+      reservation.release();
       throw error;
     }
-    const zygote: Zygote = { sandbox, release, children: 0 };
+    const zygote: Zygote = { sandbox, reservation: reservation.bindTo(sandbox), children: 0 };
     void sandbox.dead.then(() => {
-      release();
       if (this.#zygotes.get(node) === zygote) this.#zygotes.delete(node);
     });
     if (this.#stopped) {

@@ -13,7 +13,8 @@ import {
 } from "@openlambda/sandbox-core";
 import { satisfies, validRange } from "semver";
 import { request } from "undici";
-import type { MemoryPool } from "../manager/memory-pool.js";
+import type { ReadySandbox } from "../manager/instance.js";
+import type { MemoryPool, Reservation } from "../manager/memory-pool.js";
 import type { Timers } from "../manager/timers.js";
 import {
   DEPS_PACKAGE,
@@ -57,12 +58,11 @@ interface Ready {
   readonly node: TreeNode;
   readonly dir: string;
   readonly sandbox: Sandbox;
-  readonly release: () => void;
+  /** Bound to the sandbox: whatever ends it while it is the pool's gives the memory back. */
+  readonly reservation: Reservation;
 }
 
-export interface TakenSandbox {
-  readonly sandbox: Sandbox;
-  readonly release: () => void;
+export interface TakenSandbox extends ReadySandbox {
   readonly node: string;
 }
 
@@ -131,7 +131,12 @@ export class ZygotePool {
         );
         this.#opts.timers.record("zygote-specialise", performance.now() - started);
         this.#hits.set(node.id, (this.#hits.get(node.id) ?? 0) + 1);
-        return { sandbox: entry.sandbox, release: entry.release, node: node.id };
+        // From here the instance owns the memory; the pool's binding no longer frees it.
+        return {
+          sandbox: entry.sandbox,
+          reservation: entry.reservation.handOver(),
+          node: node.id,
+        };
       } catch (error) {
         this.#log.warn(
           { lambda: code.name, node: node.id, err: error },
@@ -365,7 +370,7 @@ export class ZygotePool {
     if (isRoot) await mkdir(join(dir, "deps"), { mode: 0o755 });
     else
       await symlink(`/packages/${DEPS_PACKAGE}/node_modules`, join(dir, "handler", "node_modules"));
-    const release = await this.#opts.pool.acquire(this.#opts.limits.memoryMb);
+    const reservation = await this.#opts.pool.acquire(this.#opts.limits.memoryMb);
     let sandbox: Sandbox;
     try {
       sandbox = await this.#opts.backend.create({
@@ -386,10 +391,12 @@ export class ZygotePool {
         labels: { role: "zygote", node: node.id },
       });
     } catch (error) {
-      release();
+      reservation.release();
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
+    // Bound before anything else can end it: whoever destroys it, the memory comes back once.
+    reservation.bindTo(sandbox);
     // One request warms both ends' HTTP paths and opens the keep-alive connection the load uses.
     await request("http://zygote/_ol/ping", {
       dispatcher: sandbox.dispatcher,
@@ -397,15 +404,11 @@ export class ZygotePool {
     })
       .then((res) => res.body.dump())
       .catch(() => {});
-    const entry: Ready = { id, node, dir, sandbox, release };
+    const entry: Ready = { id, node, dir, sandbox, reservation };
     void sandbox.dead.then(async () => {
       const list = this.#ready.get(node.id);
       const i = list?.indexOf(entry) ?? -1;
-      if (list && i >= 0) {
-        // Died while waiting (evicted, killed): it was never handed over, so its memory is ours.
-        list.splice(i, 1);
-        release();
-      }
+      if (list && i >= 0) list.splice(i, 1);
       await rm(dir, { recursive: true, force: true });
     });
     if (this.#stopped) {
