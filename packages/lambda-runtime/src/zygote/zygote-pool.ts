@@ -169,7 +169,9 @@ export class ZygotePool {
     const all = [...this.#ready.values()].flat();
     this.#ready.clear();
     await Promise.all(all.map((e) => e.sandbox.destroy("shutdown")));
-    await rm(this.#opts.dir, { recursive: true, force: true });
+    // Entries' own removals (their sandboxes' deaths) and runtimes still starting work in the
+    // same tree meanwhile: retried, a directory emptied under the walk is no error.
+    await rm(this.#opts.dir, { recursive: true, force: true, maxRetries: 5 });
   }
 
   stats(): Record<string, number> {
@@ -409,7 +411,9 @@ export class ZygotePool {
       const list = this.#ready.get(node.id);
       const i = list?.indexOf(entry) ?? -1;
       if (list && i >= 0) list.splice(i, 1);
-      await rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true, maxRetries: 5 }).catch((error: unknown) =>
+        this.#log.warn({ dir, err: error }, "removing a ready runtime's dir failed"),
+      );
     });
     if (this.#stopped) {
       await sandbox.destroy("shutdown");
