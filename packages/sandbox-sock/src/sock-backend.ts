@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import {
+  BackendUnavailableError,
   type CpuGroup,
   GUEST_SOCKET_NAME,
   GuestSocketUnsafeError,
@@ -379,7 +380,9 @@ export function sockBackend(options: SockBackendOptions): SandboxBackend {
       if (
         error instanceof SandboxCreateError ||
         error instanceof SandboxGuestStartError ||
-        error instanceof GuestSocketUnsafeError
+        error instanceof GuestSocketUnsafeError ||
+        // A host without what egress needs (ip, iptables) says so as it is.
+        error instanceof BackendUnavailableError
       )
         throw error;
       throw new SandboxCreateError(`sandbox ${id}: create failed: ${(error as Error).message}`, {
