@@ -13,6 +13,7 @@ import {
   InvalidLambdaNameError,
   type InvokeResponse,
   type Invoker,
+  isFinalStatus,
   LambdaNotFoundError,
   type Metric,
   type Preparer,
@@ -389,7 +390,7 @@ export function httpTrigger(options: HttpTriggerOptions = {}): HttpTrigger {
       return;
     }
     const status = response.status;
-    if (!(status >= 200 && status <= 599 && Number.isInteger(status))) {
+    if (!isFinalStatus(status)) {
       // node:http would write 1xx as an interim answer and the client would take the next
       // answer on its connection for this one. The lambda layer refuses these; so does this.
       discard(response.body);

@@ -13,6 +13,7 @@ export type {
 } from "./contracts.js";
 export * from "./errors.js";
 export { createGuestHandler, loadHandler } from "./guest/node-guest.js";
+export { isFinalStatus } from "./http-fields.js";
 export {
   allowedMethods,
   DEFAULT_LAMBDA_CONFIG,
