@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { mkdir, rmdir, writeFile } from "node:fs/promises";
+import { existsSync, lstatSync, readFileSync } from "node:fs";
+import { mkdir, rm, rmdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { silentLogger } from "@openlambda/sandbox-core";
 import { afterEach, describe, expect, it } from "vitest";
@@ -26,11 +26,22 @@ function stat(pid: number): string[] | undefined {
     return undefined;
   }
 }
+const isLink = (path: string) => {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
 const isAlive = (pid: number) => (stat(pid)?.[0] ?? "Z") !== "Z";
 
 /** Runs the reaper with a raw header; its status and whether it said it was ready. */
-function runReaper(tag: string, header: string): Promise<{ status: number | null; out: string }> {
-  const child = spawn(locateReaper(locateHelper()), ["--tag", tag], {
+function runReaper(
+  tag: string,
+  header: string,
+  extra: readonly string[] = [],
+): Promise<{ status: number | null; out: string }> {
+  const child = spawn(locateReaper(locateHelper()), ["--tag", tag, ...extra], {
     stdio: ["pipe", "pipe", "ignore"],
   });
   let out = "";
@@ -93,6 +104,55 @@ describe.skipIf(whatIsMissing())("sock reaper", () => {
       expect(await runReaper(tag, header)).toEqual({ status: 2, out: "" });
     }
     expect(await runReaper(tag, `sb-a-\0${dir}\0\0`)).toEqual({ status: 0, out: "ready\n" });
+  });
+
+  it("refuses a bad --mounts-under or --netns-prefix and touches nothing", async () => {
+    const { tag, dir } = await parent();
+    const header = `sb-a-\0${dir}\0\0`;
+    for (const extra of [
+      ["--mounts-under", "relative/dir"],
+      ["--mounts-under", "/tmp/../etc"],
+      ["--mounts-under", "/tmp//x"],
+      ["--mounts-under", "/tmp/x/"],
+      ["--netns-prefix", "ol-other-n"], // not this worker's tag
+      ["--netns-prefix", tag], // the tag alone would match more than its namespaces
+      ["--netns-prefix", `${tag}-n/x`],
+      ["--mounts-under"], // no value
+      ["--colour", "red"],
+    ]) {
+      expect(await runReaper(tag, header, extra), extra.join(" ")).toEqual({ status: 2, out: "" });
+    }
+    expect(await runReaper(tag, header, ["--netns-prefix", `${tag}-n`])).toEqual({
+      status: 0,
+      out: "ready\n",
+    });
+  });
+
+  it("on EOF deletes only its tag's namespaces and address claims", async () => {
+    const { tag, dir } = await parent();
+    const other = `ol-test${randomBytes(4).toString("hex")}`;
+    // Files that stand where the egress network's would, made by this test only.
+    await mkdir("/run/netns", { recursive: true });
+    await mkdir("/run/ol-egress", { recursive: true });
+    const mine = `/run/netns/${tag}-n0001`;
+    const theirs = `/run/netns/${other}-n0001`;
+    const claims = [900_001, 900_002].map((n) => `/run/ol-egress/${n}`);
+    await writeFile(mine, "");
+    await writeFile(theirs, "");
+    await symlink(tag, claims[0] as string);
+    await symlink(other, claims[1] as string);
+    try {
+      const result = await runReaper(tag, `sb-a-\0${dir}\0\0`, ["--netns-prefix", `${tag}-n`]);
+      expect(result).toEqual({ status: 0, out: "ready\n" });
+      expect([mine, theirs, ...claims].map((p) => existsSync(p) || isLink(p))).toEqual([
+        false,
+        true,
+        false,
+        true,
+      ]);
+    } finally {
+      for (const p of [mine, theirs, ...claims]) await rm(p, { force: true });
+    }
   });
 
   it("outlives signals, sits in its own session, and on EOF ends only its prefix's cgroups", async () => {
