@@ -48,6 +48,8 @@ function runReaper(
   child.stdout.on("data", (d: Buffer) => {
     out += d.toString();
   });
+  // A reaper that refuses its arguments exits before it reads: the header then meets EPIPE.
+  child.stdin.on("error", () => {});
   child.stdin.end(header);
   return new Promise((resolve) => child.once("exit", (status) => resolve({ status, out })));
 }
